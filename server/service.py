@@ -1,0 +1,554 @@
+"""The domain service: every operation Cairn offers, for the MCP layer and the CLI alike.
+
+``Cairn`` joins the three parts: ``validate`` (trusted-side checks), ``Sandbox`` (every execution of
+agent-written code) and ``Registry`` (files and git). It keeps an in-memory catalog of the loaded tools,
+their search index and the bounded working set that MCP lists first-class.
+
+Loading (``start``):
+  1. ``Registry.recover()`` cleans what a crashed writer left; its messages are logged.
+  2. ``Registry.read_all()`` reads every ``tool.toml`` and ``tool.py`` (no git; no history walk).
+  3. Each tool is *verified*: its signature is re-derived from the source (trusted AST), compared with
+     the schema hashes in ``tool.toml``, and the source is recompiled by the current sandbox policy.
+     A tool that fails stays on disk, is not served, and its problems show in ``get_tool``/``cairn list``.
+     Results are cached by source hash and policy version in ``<registry>/.cairn/verified.json``, so a
+     restart recompiles only what changed. The working set is verified before serving; the rest in a
+     background thread (a call to a not-yet-verified tool verifies it first).
+
+Changes: every change made here, and every change found by ``poll_changes`` (another Cairn process, a
+``git pull``, ``cairn rollback``, a person editing files), updates the catalog and search index;
+``poll_changes`` returns the names that changed, and the MCP layer turns changes into notifications.
+
+Thread safety: operations may run in several threads at once (the MCP layer runs them off the event
+loop). The catalog is guarded by one lock; the registry serialises writers across processes itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from server import sandbox as sandbox_module
+from server.config import Settings
+from server.errors import (
+    CairnError,
+    SubmissionRejected,
+    ToolFailed,
+    ToolNotFound,
+    ToolUnavailable,
+    VersionConflict,
+)
+from server.models import CallOutcome, CheckReport, Provenance, SnippetResult, ToolRecord, VersionInfo
+from server.sandbox import Sandbox
+from server.search import Document, SearchIndex
+from server.store import Registry
+from server.validate import Signature, analyse, check_submission, json_type_error, schema_sha256
+
+log = logging.getLogger("cairn")
+
+@dataclass
+class LoadedTool:
+    """A tool as this process knows it: its record, derived signature and whether it may run."""
+
+    record: ToolRecord
+    changed_ns: int = 0
+    signature: Signature | None = None
+    problems: list[str] = field(default_factory=list)
+    verified: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def enabled(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    name: str
+    description: str
+    signature: str
+    version: int
+    status: str
+    score: float
+
+
+class Cairn:
+    """Cairn's operations over one registry, one sandbox pool and one in-memory catalog."""
+
+    def __init__(self, settings: Settings, *, sandbox: Sandbox | None = None, registry: Registry | None = None):
+        self.settings = settings
+        self.sandbox = sandbox or Sandbox(settings.limits, settings.pool_size, settings.worker_max_calls)
+        self.registry = registry or Registry(settings.registry)
+        self._lock = threading.RLock()
+        self._tools: dict[str, LoadedTool] = {}
+        self._index = SearchIndex()
+        self._snapshot: dict[str, Any] = {}
+        self._verified_cache: dict[str, list[str]] = {}
+        self._cache_path = self.registry.root / ".cairn" / "verified.json"
+        self._background: threading.Thread | None = None
+        self._closed = threading.Event()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self, *, verify: str = "background") -> None:
+        """Recover, load every tool, and verify them: ``"background"``, ``"all"`` now, or ``"none"``."""
+        for message in self.registry.recover():
+            log.warning("registry recovery: %s", message)
+        self._load_cache()
+        self._snapshot = self.registry.snapshot()
+        records, broken = self.registry.read_all()
+        with self._lock:
+            for record in records:
+                self._tools[record.name] = LoadedTool(record, self._changed_ns(record.name))
+            for name, problems in broken.items():
+                placeholder = ToolRecord(name=name, description="", code="", examples=())
+                self._tools[name] = LoadedTool(placeholder, self._changed_ns(name), problems=list(problems),
+                                               verified=True)
+        if verify == "none":
+            return
+        self.sandbox.start()
+        for tool in self.exposed():
+            self._verify(tool)
+        if verify == "all":
+            self.verify_all()
+        else:
+            self._background = threading.Thread(target=self.verify_all, name="cairn-verify", daemon=True)
+            self._background.start()
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._background is not None:
+            self._background.join(timeout=5)
+        self._save_cache()
+        self.sandbox.close()
+
+    def __enter__(self) -> Cairn:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- catalog queries
+
+    def tool(self, name: str) -> LoadedTool:
+        with self._lock:
+            tool = self._tools.get(name)
+        if tool is None:
+            raise ToolNotFound(name)
+        return tool
+
+    def all_tools(self) -> list[LoadedTool]:
+        with self._lock:
+            return sorted(self._tools.values(), key=lambda t: t.name)
+
+    def exposed(self) -> list[LoadedTool]:
+        """The bounded working set listed first-class: pinned tools first, then the most recently changed.
+
+        Disabled tools are never listed. Order is deterministic: pinned order, then change time (newest
+        first), then name.
+        """
+        limit = self.settings.exposed_tools
+        with self._lock:
+            pinned = [self._tools[n] for n in self.settings.pinned if n in self._tools]
+            rest = sorted(
+                (t for n, t in self._tools.items() if n not in self.settings.pinned),
+                key=lambda t: (-t.changed_ns, t.name),
+            )
+        chosen: list[LoadedTool] = []
+        for tool in pinned + rest:
+            if len(chosen) >= limit:
+                break
+            if tool.enabled and (tool.verified or self._verify(tool)):
+                chosen.append(tool)
+        return chosen
+
+    def signature(self, tool: LoadedTool) -> Signature:
+        if not tool.verified:
+            self._verify(tool)
+        if tool.problems or tool.signature is None:
+            raise ToolUnavailable(tool.name, tool.problems or ["its source has no usable signature"])
+        return tool.signature
+
+    # ---------------------------------------------------------------- verification
+
+    def verify_all(self) -> None:
+        for tool in self.all_tools():
+            if self._closed.is_set():
+                return
+            if not tool.verified:
+                try:
+                    self._verify(tool)
+                except CairnError as exc:  # a sandbox hiccup must not kill the background pass
+                    log.warning("could not verify %s: %s", tool.name, exc)
+        self._save_cache()
+
+    def _verify(self, tool: LoadedTool) -> bool:
+        """Re-derive the signature, check the metadata against it, recompile; True when the tool may run."""
+        record = tool.record
+        problems: list[str] = []
+        signature = None
+        try:
+            signature = analyse(record.code, record.name)
+        except SubmissionRejected as exc:
+            problems.extend(f"tool.py: {p}" for p in exc.problems)
+        if signature is not None:
+            if record.input_schema_sha256 != schema_sha256(signature.input_schema):
+                problems.append("tool.toml's input_schema_sha256 does not match tool.py's parameters "
+                                "(edited by hand? re-author the tool so its metadata is rebuilt)")
+            if record.output_schema_sha256 != schema_sha256(signature.output_schema):
+                problems.append("tool.toml's output_schema_sha256 does not match tool.py's return annotation")
+        key = self._cache_key(record)
+        compiled = self._verified_cache.get(key)
+        if compiled is None and signature is not None:
+            compiled = self.sandbox.compile_problems(record.code)
+            if record.tests:
+                compiled += [f"tests: {p}" for p in self.sandbox.compile_problems(record.tests, "tests")]
+            self._verified_cache[key] = compiled
+        problems.extend(compiled or [])
+        with self._lock:
+            tool.signature = signature
+            tool.problems = problems
+            tool.verified = True
+            if problems:
+                self._index.remove(tool.name)
+            else:
+                self._index.put(self._document(tool))
+        if problems:
+            log.warning("tool %s is disabled: %s", record.name, "; ".join(problems))
+        return not problems
+
+    @staticmethod
+    def _cache_key(record: ToolRecord) -> str:
+        digest = hashlib.sha256(record.code.encode("utf-8", "surrogatepass"))
+        digest.update(b"\0" + (record.tests or "").encode("utf-8", "surrogatepass"))
+        return f"{digest.hexdigest()}:{sandbox_module.POLICY_VERSION}:{sys.version_info[0]}.{sys.version_info[1]}"
+
+    def _load_cache(self) -> None:
+        try:
+            data = json.loads(self._cache_path.read_text())
+            if isinstance(data, dict):
+                self._verified_cache = {k: list(v) for k, v in data.items() if isinstance(v, list)}
+        except (OSError, ValueError):
+            self._verified_cache = {}
+
+    def _save_cache(self) -> None:
+        try:
+            self._cache_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._cache_path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self._verified_cache))
+            os.replace(tmp, self._cache_path)
+        except OSError as exc:  # a cache, not data: losing it costs only recompiles
+            log.debug("could not write %s: %s", self._cache_path, exc)
+
+    def _document(self, tool: LoadedTool) -> Document:
+        sig = tool.signature
+        params = ""
+        if sig is not None:
+            params = " ".join(f"{p.name} {p.annotation}" for p in sig.parameters) + " " + sig.return_annotation
+        return Document(
+            name=tool.name,
+            description=tool.record.description,
+            doc=sig.docstring if sig else "",
+            params=params,
+            tags=tool.record.tags,
+            deprecated=tool.record.status == "deprecated",
+        )
+
+    def _changed_ns(self, name: str) -> int:
+        entry = self._snapshot.get(name)
+        if not entry:
+            return 0
+        return max(entry[0], entry[2])
+
+    # ---------------------------------------------------------------- operations
+
+    def author(
+        self,
+        *,
+        name: Any,
+        description: Any,
+        code: Any,
+        examples: Any,
+        tests: Any = None,
+        base_version: Any = None,
+        purpose: Any = None,
+        tags: Any = None,
+        client: str | None = None,
+    ) -> dict[str, Any]:
+        """Validate, check in the sandbox, commit, and install a tool; return what ``author_tool`` returns."""
+        extra = []
+        if base_version is not None and (type(base_version) is not int or base_version < 1):
+            extra.append("base_version: the current version number of the tool you are updating (an integer >= 1); "
+                         "leave it out to create a new tool")
+        submission = check_submission(
+            name=name, description=description, code=code, examples=examples, tests=tests, purpose=purpose,
+            tags=tags, extra_problems=extra,
+        )
+        if base_version is None and submission.name in self._tools:
+            current = self._tools[submission.name].record
+            # Checked again under the registry lock; asking early spares the agent a sandbox run.
+            raise VersionConflict(submission.name, None, current.version,
+                                  self.registry.current_commit(submission.name))
+        report = self.sandbox.check(submission.code, submission.name, submission.examples, submission.tests)
+        if not report.ok:
+            raise SubmissionRejected([c.detail for c in report.failures],
+                                     summary=f"the tool was not saved: {report.summary()}")
+        sig = submission.signature
+        record = ToolRecord(
+            name=submission.name,
+            description=submission.description,
+            code=submission.code,
+            examples=submission.examples,
+            status="active",
+            purpose=submission.purpose,
+            tags=submission.tags,
+            tests=submission.tests,
+            input_schema_sha256=schema_sha256(sig.input_schema),
+            output_schema_sha256=schema_sha256(sig.output_schema),
+            policy_version=sandbox_module.POLICY_VERSION,
+        )
+        warnings: list[str] = []
+        existing = self._tools.get(submission.name)
+        if existing is not None and base_version == existing.record.version and _same_content(existing.record, record):
+            warnings.append(f"identical to version {base_version}; nothing was committed")
+            saved, commit = existing.record, self.registry.current_commit(submission.name)
+        else:
+            action = "add" if base_version is None else "update"
+            provenance = Provenance(client=client, checks=report.summary(), reason=submission.purpose or None)
+            saved, commit = self.registry.save(record, action=action, base_version=base_version,
+                                               provenance=provenance)
+            self._install(saved, sig)
+        exposed = any(t.name == saved.name for t in self.exposed())
+        if not exposed:
+            warnings.append(
+                f"{saved.name} is not in the first-class working set ({self.settings.exposed_tools} tools); "
+                f"call it with call_tool(name='{saved.name}', arguments={{...}})"
+            )
+        return {
+            "name": saved.name,
+            "version": saved.version,
+            "status": saved.status,
+            "commit": commit,
+            "path": str(self.registry.tools_dir / saved.name),
+            "signature": sig.text,
+            "input_schema": sig.input_schema,
+            "output_schema": sig.output_schema,
+            "checks": report.summary(),
+            "warnings": warnings,
+        }
+
+    def _install(self, record: ToolRecord, signature: Signature | None = None) -> None:
+        """Put a saved record into the catalog (verified when its signature is known)."""
+        self._snapshot = self.registry.snapshot()
+        with self._lock:
+            tool = LoadedTool(record, self._changed_ns(record.name))
+            if signature is not None:
+                tool.signature, tool.verified = signature, True
+                self._verified_cache[self._cache_key(record)] = []
+                self._index.put(self._document(tool))
+            self._tools[record.name] = tool
+        if signature is None:
+            self._verify(tool)
+
+    def call(self, name: str, arguments: Mapping[str, Any] | None) -> CallOutcome:
+        """Run a registered tool in the sandbox with JSON arguments checked against its schema."""
+        tool = self.tool(name)
+        sig = self.signature(tool)
+        arguments = dict(arguments or {})
+        problems = []
+        known = {p.name: p for p in sig.parameters}
+        for key in arguments:
+            if key not in known:
+                problems.append(f"unknown argument {key!r} (parameters: {', '.join(known) or 'none'})")
+        for p in sig.parameters:
+            if p.name in arguments:
+                error = json_type_error(arguments[p.name], p.schema)
+                if error:
+                    problems.append(f"argument {p.name!r} {error}")
+            elif p.required:
+                problems.append(f"missing required argument {p.name!r}")
+        if problems:
+            raise ToolFailed(f"invalid arguments for {name}{sig.text[len(name):]}: " + "; ".join(problems))
+        try:
+            return self.sandbox.call(tool.record.code, name, arguments)
+        except SubmissionRejected as exc:
+            with self._lock:
+                tool.problems = list(exc.problems)
+                self._index.remove(name)
+            raise ToolUnavailable(name, tool.problems) from None
+
+    def run_code(self, code: Any) -> SnippetResult:
+        if not isinstance(code, str) or not code.strip():
+            raise SubmissionRejected(["code: give Python source to run"], summary="nothing was run")
+        return self.sandbox.run_snippet(code)
+
+    def search(self, query: str, limit: int = 10) -> list[SearchHit]:
+        if not isinstance(query, str) or not query.strip():
+            raise ToolFailed("query: describe the tool you need in a few words")
+        limit = max(1, min(int(limit), 100))
+        hits = []
+        for name, score in self._index.search(query, limit):
+            tool = self._tools.get(name)
+            if tool is None or not tool.enabled or tool.signature is None:
+                continue
+            hits.append(SearchHit(name, tool.record.description, tool.signature.text, tool.record.version,
+                                  tool.record.status, round(score, 3)))
+        return hits
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """Everything ``get_tool`` shows: source, metadata, examples, status, problems, recent versions."""
+        tool = self.tool(name)
+        if not tool.verified:
+            self._verify(tool)
+        record = tool.record
+        sig = tool.signature
+        try:
+            recent = [_version_dict(v) for v in self.registry.history(name)[:5]]
+        except CairnError:
+            recent = []
+        return {
+            "name": record.name,
+            "version": record.version,
+            "status": "disabled" if tool.problems else record.status,
+            "description": record.description,
+            "purpose": record.purpose,
+            "tags": list(record.tags),
+            "signature": sig.text if sig else None,
+            "docstring": sig.docstring if sig else None,
+            "input_schema": sig.input_schema if sig else None,
+            "output_schema": sig.output_schema if sig else None,
+            "source": record.code,
+            "examples": [e.to_json() for e in record.examples],
+            "tests": record.tests,
+            "problems": list(tool.problems),
+            "deprecation_reason": record.deprecation_reason,
+            "recent_versions": recent,
+            "resource": f"cairn://tools/{record.name}",
+        }
+
+    def history(self, name: str) -> list[VersionInfo]:
+        return self.registry.history(name)
+
+    def diff(self, name: str, a: int, b: int) -> str:
+        return self.registry.diff(name, a, b)
+
+    def rollback(self, name: str, version: Any, *, client: str | None = None) -> dict[str, Any]:
+        """A new version whose content is version ``version``'s, after its checks pass again."""
+        if type(version) is not int or version < 1:
+            raise ToolFailed("version: the version number to restore (an integer >= 1); tool_history lists them")
+        current = self.tool(name).record
+        old = self.registry.read_version(name, version)
+        try:
+            sig = analyse(old.code, name)
+        except SubmissionRejected as exc:
+            raise SubmissionRejected(exc.problems, summary=f"version {version} cannot be restored") from None
+        report = self.sandbox.check(old.code, name, old.examples, old.tests)
+        if not report.ok:
+            raise SubmissionRejected([c.detail for c in report.failures],
+                                     summary=f"version {version} no longer passes its checks")
+        record = old.with_changes(
+            status="active", deprecation_reason=None, policy_version=sandbox_module.POLICY_VERSION,
+            input_schema_sha256=schema_sha256(sig.input_schema), output_schema_sha256=schema_sha256(sig.output_schema),
+        )
+        provenance = Provenance(client=client, checks=report.summary(), reason=f"restore version {version}")
+        saved, commit = self.registry.save(record, action="rollback", base_version=current.version,
+                                           provenance=provenance)
+        self._install(saved, sig)
+        return {"name": name, "version": saved.version, "restored_from": version, "status": saved.status,
+                "commit": commit, "checks": report.summary()}
+
+    def deprecate(self, name: str, reason: Any, *, client: str | None = None) -> dict[str, Any]:
+        if not isinstance(reason, str) or not reason.strip():
+            raise ToolFailed("reason: say why the tool is deprecated and what to use instead")
+        current = self.tool(name).record
+        record = current.with_changes(status="deprecated", deprecation_reason=reason.strip())
+        saved, commit = self.registry.save(record, action="deprecate", base_version=current.version,
+                                           provenance=Provenance(client=client, reason=reason.strip()))
+        self._install(saved)
+        return {"name": name, "version": saved.version, "status": saved.status,
+                "deprecation_reason": saved.deprecation_reason, "commit": commit}
+
+    def delete(self, name: str, *, client: str | None = None) -> str:
+        current = self.tool(name).record
+        commit = self.registry.delete(name, base_version=current.version,
+                                      provenance=Provenance(client=client, reason="deleted"))
+        self._drop({name})
+        return commit
+
+    def test(self, names: Iterable[str] | None = None) -> dict[str, CheckReport | list[str]]:
+        """Run the examples and tests of the named tools (all by default): a report, or the problems."""
+        out: dict[str, CheckReport | list[str]] = {}
+        for name in sorted(names) if names is not None else [t.name for t in self.all_tools()]:
+            tool = self.tool(name)
+            if not tool.verified:
+                self._verify(tool)
+            if tool.problems:
+                out[name] = list(tool.problems)
+                continue
+            try:
+                out[name] = self.sandbox.check(tool.record.code, name, tool.record.examples, tool.record.tests)
+            except SubmissionRejected as exc:
+                out[name] = list(exc.problems)
+        return out
+
+    # ---------------------------------------------------------------- changes from elsewhere
+
+    def poll_changes(self) -> set[str]:
+        """Compare the registry on disk with what is loaded; reload what changed; return those names."""
+        snapshot = self.registry.snapshot()
+        with self._lock:
+            before = self._snapshot
+            changed = {n for n in snapshot.keys() | before.keys() if snapshot.get(n) != before.get(n)}
+            self._snapshot = snapshot
+        if not changed:
+            return set()
+        gone = {n for n in changed if n not in snapshot}
+        self._drop(gone)
+        for name in sorted(changed - gone):
+            try:
+                record = self.registry.read(name)
+            except ToolNotFound:
+                self._drop({name})
+                continue
+            except CairnError as exc:
+                placeholder = ToolRecord(name=name, description="", code="", examples=())
+                with self._lock:
+                    self._tools[name] = LoadedTool(placeholder, self._changed_ns(name), problems=[str(exc)],
+                                                   verified=True)
+                    self._index.remove(name)
+                continue
+            with self._lock:
+                tool = LoadedTool(record, self._changed_ns(name))
+                self._tools[name] = tool
+            self._verify(tool)
+        log.info("registry changed elsewhere: %s", ", ".join(sorted(changed)))
+        return changed
+
+    def _drop(self, names: set[str]) -> None:
+        if not names:
+            return
+        with self._lock:
+            for name in names:
+                self._tools.pop(name, None)
+                self._index.remove(name)
+                self._snapshot.pop(name, None)
+
+
+def _same_content(a: ToolRecord, b: ToolRecord) -> bool:
+    keys = ("description", "code", "examples", "purpose", "tags", "tests", "status")
+    return all(getattr(a, k) == getattr(b, k) for k in keys)
+
+
+def _version_dict(v: VersionInfo) -> dict[str, Any]:
+    return {"version": v.version, "action": v.action, "commit": v.commit, "author": v.author, "date": v.date,
+            "message": v.message, "checks": v.checks, "client": v.client}
+
