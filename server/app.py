@@ -7,8 +7,8 @@ nothing per tool and a changed tool is simply listed differently on the next ``t
 
 Notifications reach every connected agent:
 
-* legacy (handshake-era) sessions are remembered by a middleware that sees every inbound message; on a
-  change each gets ``notifications/tools/list_changed`` (dead sessions are dropped);
+* legacy (handshake-era) connections are remembered (weakly) by a middleware that sees every inbound
+  message; on a change each gets ``notifications/tools/list_changed`` (dead ones are dropped);
 * 2026-07-28 clients that opened ``subscriptions/listen`` get a ``ToolsListChanged`` event on the
   subscription bus this server owns;
 * ``tools.listChanged`` is advertised as ``true`` on the legacy handshake too (mcp 2.3 says ``false``
@@ -217,8 +217,10 @@ class CairnServer(MCPServer):
     # ------------------------------------------------------------ sessions and notifications
 
     async def _remember_session(self, ctx: Any, call_next: Any) -> Any:
-        if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS and ctx.session is not None:
-            self._sessions.add(ctx.session)
+        if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            connection = _connection_of(ctx.session)
+            if connection is not None:
+                self._sessions.add(connection)
         return await call_next(ctx)
 
     async def broadcast_change(self) -> None:
@@ -336,6 +338,18 @@ def _advertise_list_changed(server: MCPServer) -> None:
         return original(options, *args, **kwargs)
 
     lowlevel.create_initialization_options = create_initialization_options  # type: ignore[method-assign]
+
+
+def _connection_of(session: Any) -> Any:
+    """The per-connection object behind a request's ``ServerSession``.
+
+    mcp 2.3 builds a new ``ServerSession`` wrapper for every inbound message, so the wrapper cannot
+    identify a client between messages; the ``Connection`` it wraps lives exactly as long as the client
+    is connected and can send ``notifications/tools/list_changed`` on its standalone channel. The SDK has
+    no public accessor for it yet, hence this one guarded attribute read (tested in tests/test_app.py).
+    """
+    connection = getattr(session, "_connection", None)
+    return connection if hasattr(connection, "send_tool_list_changed") else None
 
 
 def _client_name(context: Any) -> str | None:
