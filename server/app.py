@@ -36,6 +36,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 from mcp.server import MCPServer
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourcesListChanged, ToolsListChanged
 from mcp.shared.exceptions import MCPError
@@ -319,7 +320,10 @@ class CairnServer(MCPServer):
         return CallToolResult(content=content, structured_content={"result": outcome.value})
 
     def _tool_source(self, name: str) -> str:
-        return self.cairn.tool(name).record.code
+        try:
+            return self.cairn.tool(name).record.code
+        except ToolNotFound as exc:
+            raise ResourceNotFoundError(str(exc)) from None
 
 
 def _advertise_list_changed(server: MCPServer) -> None:

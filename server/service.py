@@ -89,6 +89,10 @@ class Cairn:
         self.sandbox = sandbox or Sandbox(settings.limits, settings.pool_size, settings.worker_max_calls)
         self.registry = registry or Registry(settings.registry)
         self._lock = threading.RLock()
+        # Held while this process writes to the registry and installs the result, and while the watcher
+        # compares the disk with the catalog, so the watcher never mistakes our own write for a change
+        # made elsewhere (which would announce it twice).
+        self._write_lock = threading.Lock()
         self._tools: dict[str, LoadedTool] = {}
         self._index = SearchIndex()
         self._snapshot: dict[str, Any] = {}
@@ -324,9 +328,8 @@ class Cairn:
         else:
             action = "add" if base_version is None else "update"
             provenance = Provenance(client=client, checks=report.summary(), reason=submission.purpose or None)
-            saved, commit = self.registry.save(record, action=action, base_version=base_version,
-                                               provenance=provenance)
-            self._install(saved, sig)
+            saved, commit = self._save(record, sig, action=action, base_version=base_version,
+                                       provenance=provenance)
         exposed = any(t.name == saved.name for t in self.exposed())
         if not exposed:
             warnings.append(
@@ -346,10 +349,25 @@ class Cairn:
             "warnings": warnings,
         }
 
+    def _save(self, record: ToolRecord, signature: Signature | None, *, action: str, base_version: int | None,
+              provenance: Provenance) -> tuple[ToolRecord, str]:
+        """Commit through the registry and install the result, as one step for the change watcher."""
+        with self._write_lock:
+            saved, commit = self.registry.save(record, action=action, base_version=base_version,
+                                               provenance=provenance)
+            self._install(saved, signature)
+        return saved, commit
+
     def _install(self, record: ToolRecord, signature: Signature | None = None) -> None:
         """Put a saved record into the catalog (verified when its signature is known)."""
-        self._snapshot = self.registry.snapshot()
+        # Only this tool's entry: replacing the whole snapshot would hide another process's change to a
+        # different tool from the watcher.
+        entry = self.registry.snapshot().get(record.name)
         with self._lock:
+            if entry is None:
+                self._snapshot.pop(record.name, None)
+            else:
+                self._snapshot[record.name] = entry
             tool = LoadedTool(record, self._changed_ns(record.name))
             if signature is not None:
                 tool.signature, tool.verified = signature, True
@@ -460,9 +478,8 @@ class Cairn:
             input_schema_sha256=schema_sha256(sig.input_schema), output_schema_sha256=schema_sha256(sig.output_schema),
         )
         provenance = Provenance(client=client, checks=report.summary(), reason=f"restore version {version}")
-        saved, commit = self.registry.save(record, action="rollback", base_version=current.version,
-                                           provenance=provenance)
-        self._install(saved, sig)
+        saved, commit = self._save(record, sig, action="rollback", base_version=current.version,
+                                   provenance=provenance)
         return {"name": name, "version": saved.version, "restored_from": version, "status": saved.status,
                 "commit": commit, "checks": report.summary()}
 
@@ -471,17 +488,17 @@ class Cairn:
             raise ToolFailed("reason: say why the tool is deprecated and what to use instead")
         current = self.tool(name).record
         record = current.with_changes(status="deprecated", deprecation_reason=reason.strip())
-        saved, commit = self.registry.save(record, action="deprecate", base_version=current.version,
-                                           provenance=Provenance(client=client, reason=reason.strip()))
-        self._install(saved)
+        saved, commit = self._save(record, None, action="deprecate", base_version=current.version,
+                                   provenance=Provenance(client=client, reason=reason.strip()))
         return {"name": name, "version": saved.version, "status": saved.status,
                 "deprecation_reason": saved.deprecation_reason, "commit": commit}
 
     def delete(self, name: str, *, client: str | None = None) -> str:
         current = self.tool(name).record
-        commit = self.registry.delete(name, base_version=current.version,
-                                      provenance=Provenance(client=client, reason="deleted"))
-        self._drop({name})
+        with self._write_lock:
+            commit = self.registry.delete(name, base_version=current.version,
+                                          provenance=Provenance(client=client, reason="deleted"))
+            self._drop({name})
         return commit
 
     def test(self, names: Iterable[str] | None = None) -> dict[str, CheckReport | list[str]]:
@@ -504,11 +521,12 @@ class Cairn:
 
     def poll_changes(self) -> set[str]:
         """Compare the registry on disk with what is loaded; reload what changed; return those names."""
-        snapshot = self.registry.snapshot()
-        with self._lock:
-            before = self._snapshot
-            changed = {n for n in snapshot.keys() | before.keys() if snapshot.get(n) != before.get(n)}
-            self._snapshot = snapshot
+        with self._write_lock:
+            snapshot = self.registry.snapshot()
+            with self._lock:
+                before = self._snapshot
+                changed = {n for n in snapshot.keys() | before.keys() if snapshot.get(n) != before.get(n)}
+                self._snapshot = snapshot
         if not changed:
             return set()
         gone = {n for n in changed if n not in snapshot}

@@ -342,3 +342,24 @@ async def test_pinned_tools_are_listed_first(cairn: Cairn) -> None:
                      examples=[{"args": {"x": 1}, "expected": 1 + k}])
     cairn.settings = dataclasses.replace(cairn.settings, exposed_tools=2, pinned=("add0",))
     assert [t.name for t in cairn.exposed()] == ["add0", "add2"]
+
+
+def test_own_write_is_not_mistaken_for_a_change_from_elsewhere(cairn: Cairn) -> None:
+    cairn.author(name="slugify", description="d", code=SLUGIFY, examples=SLUGIFY_EXAMPLES)
+    assert cairn.poll_changes() == set()
+
+
+def test_another_process_change_is_not_hidden_by_our_own_write(cairn: Cairn, settings) -> None:
+    with Cairn(settings) as other:
+        other.start(verify="none")
+        other.author(name="slugify", description="from elsewhere", code=SLUGIFY, examples=SLUGIFY_EXAMPLES)
+    code = 'def add1(x: int) -> int:\n    """Add one."""\n    return x + 1\n'
+    cairn.author(name="add1", description="d", code=code, examples=[{"args": {"x": 1}, "expected": 2}])
+    assert cairn.poll_changes() == {"slugify"}
+    assert cairn.tool("slugify").record.description == "from elsewhere"
+
+
+async def test_reading_the_source_of_an_unknown_tool_says_it_does_not_exist(app: CairnApp) -> None:
+    async with Client(app.server, mode="legacy") as client:
+        with pytest.raises(MCPError, match="no tool named 'nosuch'"):
+            await client.read_resource("cairn://tools/nosuch")
