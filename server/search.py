@@ -1,21 +1,28 @@
-"""Lexical tool search: BM25 over the fields that describe a tool, with per-field weights.
+"""Lexical tool search: BM25F over the fields that describe a tool.
 
 Each tool becomes a bag of terms from its name (``snake_case`` split), description, docstring, parameter
 names and annotations, return annotation, and tags. Terms are lower-cased, lightly stemmed (plural and
 common suffixes) so "durations" finds "parse_duration". The index is built incrementally: ``put`` and
 ``remove`` keep it current on every change, so nothing is rebuilt on a query.
 
-Ranking: BM25 (k1=1.2, b=0.75) summed over fields with weights (name 3, tags 2, description 1.5,
-parameters 1, docstring 1), plus a bonus when the query names the tool exactly. Deprecated tools are
-multiplied by 0.5 so active ones rank first; disabled tools are never indexed.
+Ranking is BM25F (k1=1.2, b=0.75): a term's frequency in each field is length-normalised and weighted
+(name 3, tags 2, description 1.5, parameters 1, docstring 1), summed, saturated, and multiplied by the
+term's inverse document frequency; plus a bonus when the query names the tool exactly. Deprecated tools
+are multiplied by 0.5 so active ones rank first; disabled tools are never indexed.
+
+Speed: the saturated weight of every (term, tool) pair is computed when the tool is put, so a query is
+one pass of additions over the postings of its terms and a top-k selection (no per-candidate scoring
+loop). Length normalisation uses the average field lengths at the time a tool is put; when those drift
+by more than a quarter, every weight is recomputed once.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 import threading
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -70,16 +77,16 @@ class Document:
 
 
 class SearchIndex:
-    """An incrementally maintained BM25 index; thread-safe."""
+    """An incrementally maintained BM25F index; thread-safe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._docs: dict[str, Document] = {}
-        self._tf: dict[str, dict[str, Counter[str]]] = {}
-        self._lengths: dict[str, dict[str, int]] = {}
-        self._df: dict[str, Counter[str]] = {f: Counter() for f in FIELD_WEIGHTS}
-        self._postings: dict[str, set[str]] = defaultdict(set)
+        self._fields: dict[str, dict[str, Counter[str]]] = {}
+        self._postings: dict[str, dict[str, float]] = {}
         self._total_len: dict[str, int] = dict.fromkeys(FIELD_WEIGHTS, 0)
+        self._weighted_at: dict[str, float] = dict.fromkeys(FIELD_WEIGHTS, 1.0)
+        self._deprecated: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._docs)
@@ -90,75 +97,86 @@ class SearchIndex:
     def put(self, doc: Document) -> None:
         with self._lock:
             self._remove(doc.name)
-            fields = doc.fields()
+            fields = {f: Counter(words) for f, words in doc.fields().items()}
             self._docs[doc.name] = doc
-            self._tf[doc.name] = {}
-            self._lengths[doc.name] = {}
-            for field, words in fields.items():
-                counts = Counter(words)
-                self._tf[doc.name][field] = counts
-                self._lengths[doc.name][field] = len(words)
-                self._total_len[field] += len(words)
-                for word in counts:
-                    self._df[field][word] += 1
-                    self._postings[word].add(doc.name)
+            self._fields[doc.name] = fields
+            if doc.deprecated:
+                self._deprecated.add(doc.name)
+            for f, counts in fields.items():
+                self._total_len[f] += sum(counts.values())
+            if self._drifted():
+                self._reweigh_all()
+            else:
+                self._weigh(doc.name)
 
     def remove(self, name: str) -> None:
         with self._lock:
             self._remove(name)
 
     def _remove(self, name: str) -> None:
-        if name not in self._docs:
+        fields = self._fields.pop(name, None)
+        if fields is None:
             return
-        for field, counts in self._tf.pop(name).items():
-            self._total_len[field] -= self._lengths[name][field]
-            for word in counts:
-                self._df[field][word] -= 1
-                if not self._df[field][word]:
-                    del self._df[field][word]
-                postings = self._postings.get(word)
-                if postings is not None:
-                    postings.discard(name)
-                    if not postings:
-                        del self._postings[word]
-        del self._lengths[name]
         del self._docs[name]
+        self._deprecated.discard(name)
+        for f, counts in fields.items():
+            self._total_len[f] -= sum(counts.values())
+        for word in {w for counts in fields.values() for w in counts}:
+            postings = self._postings.get(word)
+            if postings is not None:
+                postings.pop(name, None)
+                if not postings:
+                    del self._postings[word]
+
+    def _averages(self) -> dict[str, float]:
+        n = len(self._docs) or 1
+        return {f: (self._total_len[f] / n) or 1.0 for f in FIELD_WEIGHTS}
+
+    def _drifted(self) -> bool:
+        avg = self._averages()
+        return any(abs(avg[f] - self._weighted_at[f]) > 0.25 * self._weighted_at[f] for f in FIELD_WEIGHTS)
+
+    def _weigh(self, name: str, avg: dict[str, float] | None = None) -> None:
+        avg = avg or self._weighted_at
+        fields = self._fields[name]
+        combined: dict[str, float] = {}
+        for f, counts in fields.items():
+            length = sum(counts.values())
+            norm = FIELD_WEIGHTS[f] / (1 - B + B * length / avg[f])
+            for word, tf in counts.items():
+                combined[word] = combined.get(word, 0.0) + tf * norm
+        for word, tf in combined.items():
+            self._postings.setdefault(word, {})[name] = tf / (K1 + tf)
+
+    def _reweigh_all(self) -> None:
+        self._weighted_at = self._averages()
+        self._postings = {}
+        for name in self._docs:
+            self._weigh(name)
 
     def search(self, query: str, limit: int = 10) -> list[tuple[str, float]]:
         """Ranked ``(name, score)`` pairs, best first; ties broken by name."""
-        words = terms(query)
+        words = set(terms(query))
         exact = query.strip().lower()
         with self._lock:
             n = len(self._docs)
             if not n:
                 return []
-            candidates: set[str] = set()
-            for w in set(words):
-                candidates |= self._postings.get(w, set())
+            scores: dict[str, float] = {}
+            get = scores.get
+            for word in words:
+                postings = self._postings.get(word)
+                if not postings:
+                    continue
+                idf = math.log(1 + (n - len(postings) + 0.5) / (len(postings) + 0.5))
+                for name, weight in postings.items():
+                    scores[name] = get(name, 0.0) + idf * weight
             if exact in self._docs:
-                candidates.add(exact)
-            avg = {f: (self._total_len[f] / n) or 1.0 for f in FIELD_WEIGHTS}
-            scores = []
-            for name in candidates:
-                score = 0.0
-                for field, weight in FIELD_WEIGHTS.items():
-                    tf = self._tf[name][field]
-                    length = self._lengths[name][field]
-                    for w in words:
-                        f = tf.get(w)
-                        if not f:
-                            continue
-                        df = self._df[field][w]
-                        idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
-                        score += weight * idf * f * (K1 + 1) / (f + K1 * (1 - B + B * length / avg[field]))
-                if name == exact:
-                    score += 10.0
-                if self._docs[name].deprecated:
-                    score *= DEPRECATED_FACTOR
-                if score > 0:
-                    scores.append((name, score))
-        scores.sort(key=lambda item: (-item[1], item[0]))
-        return scores[: max(0, limit)]
+                scores[exact] = scores.get(exact, 0.0) + 10.0
+            for name in self._deprecated & scores.keys():
+                scores[name] *= DEPRECATED_FACTOR
+        best = heapq.nsmallest(max(0, limit), scores.items(), key=lambda item: (-item[1], item[0]))
+        return [(name, score) for name, score in best if score > 0]
 
     def names(self) -> Iterable[str]:
         return list(self._docs)

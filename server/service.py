@@ -10,9 +10,11 @@ Loading (``start``):
   3. Each tool is *verified*: its signature is re-derived from the source (trusted AST), compared with
      the schema hashes in ``tool.toml``, and the source is recompiled by the current sandbox policy.
      A tool that fails stays on disk, is not served, and its problems show in ``get_tool``/``cairn list``.
-     Results are cached by source hash and policy version in ``<registry>/.cairn/verified.json``, so a
-     restart recompiles only what changed. The working set is verified before serving; the rest in a
-     background thread (a call to a not-yet-verified tool verifies it first).
+     Records (by file stat) and verification results (by source hash and policy version) are cached in
+     ``<registry>/.cairn/load-cache.json`` (``loadcache``), so a restart reads and recompiles only what
+     changed. The working set is verified before serving; the rest, and the search index, in a
+     background thread (a call to a not-yet-verified tool verifies it first; a search waits for the
+     index).
 
 Changes: every change made here, and every change found by ``poll_changes`` (another Cairn process, a
 ``git pull``, ``cairn rollback``, a person editing files), updates the catalog and search index;
@@ -24,11 +26,7 @@ loop). The catalog is guarded by one lock; the registry serialises writers acros
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
-import sys
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -46,6 +44,7 @@ from server.errors import (
 )
 from server.models import CallOutcome, CheckReport, Provenance, SnippetResult, ToolRecord, VersionInfo
 from server.sandbox import Sandbox
+from server.loadcache import LoadCache, source_key
 from server.search import Document, SearchIndex
 from server.store import Registry
 from server.validate import Signature, analyse, check_submission, json_type_error, schema_sha256
@@ -96,8 +95,9 @@ class Cairn:
         self._tools: dict[str, LoadedTool] = {}
         self._index = SearchIndex()
         self._snapshot: dict[str, Any] = {}
-        self._verified_cache: dict[str, list[str]] = {}
-        self._cache_path = self.registry.root / ".cairn" / "verified.json"
+        self._cache = LoadCache(self.registry.root / ".cairn" / "load-cache.json")
+        self._indexed_as: dict[str, ToolRecord] = {}
+        self._indexed = threading.Event()  # set once every tool has been through the search index
         self._background: threading.Thread | None = None
         self._closed = threading.Event()
 
@@ -107,21 +107,48 @@ class Cairn:
         """Recover, load every tool, and verify them: ``"background"``, ``"all"`` now, or ``"none"``."""
         for message in self.registry.recover():
             log.warning("registry recovery: %s", message)
-        self._load_cache()
-        self._snapshot = self.registry.snapshot()
-        records, broken = self.registry.read_all()
+        self._cache = LoadCache.load(self.registry.root / ".cairn" / "load-cache.json")
+        snapshot = self._snapshot = self.registry.snapshot()
+        records: dict[str, ToolRecord] = {}
+        stale = []
+        for name, stamp in snapshot.items():
+            cached = self._cache.record(name, stamp)
+            if cached is None:
+                stale.append(name)
+            else:
+                records[name] = cached
+        broken: dict[str, list[str]] = {}
+        if len(stale) > max(50, len(snapshot) // 4):
+            all_records, broken = self.registry.read_all()  # one bulk pass beats many single reads
+            records = {r.name: r for r in all_records}
+        else:
+            for name in stale:
+                try:
+                    records[name] = self.registry.read(name)
+                except ToolNotFound:
+                    continue
+                except CairnError as exc:
+                    broken[name] = [str(exc)]
+        for name in stale:
+            if name in records:
+                self._cache.put_record(name, snapshot.get(name), records[name])
         with self._lock:
-            for record in records:
-                self._tools[record.name] = LoadedTool(record, self._changed_ns(record.name))
+            for record in records.values():
+                tool = LoadedTool(record, self._changed_ns(record.name))
+                hit = self._cache.verified.get(self._key(record))
+                if hit is not None:
+                    tool.signature, tool.problems, tool.verified = hit[0], list(hit[1]), True
+                self._tools[record.name] = tool
             for name, problems in broken.items():
                 placeholder = ToolRecord(name=name, description="", code="", examples=())
                 self._tools[name] = LoadedTool(placeholder, self._changed_ns(name), problems=list(problems),
                                                verified=True)
         if verify == "none":
+            self._indexed.set()
             return
         self.sandbox.start()
         for tool in self.exposed():
-            self._verify(tool)
+            self._index_tool(tool)
         if verify == "all":
             self.verify_all()
         else:
@@ -185,73 +212,78 @@ class Cairn:
     # ---------------------------------------------------------------- verification
 
     def verify_all(self) -> None:
-        for tool in self.all_tools():
-            if self._closed.is_set():
-                return
-            if not tool.verified:
+        """Verify every tool not verified yet and put every runnable one in the search index."""
+        try:
+            for tool in self.all_tools():
+                if self._closed.is_set():
+                    return
                 try:
-                    self._verify(tool)
+                    if not tool.verified:
+                        self._verify(tool)
+                    self._index_tool(tool)
                 except CairnError as exc:  # a sandbox hiccup must not kill the background pass
                     log.warning("could not verify %s: %s", tool.name, exc)
-        self._save_cache()
+            self._save_cache()
+        finally:
+            self._indexed.set()
 
     def _verify(self, tool: LoadedTool) -> bool:
-        """Re-derive the signature, check the metadata against it, recompile; True when the tool may run."""
+        """Re-derive the signature, check the metadata against it, recompile; True when the tool may run.
+
+        The outcome is cached by source key (``loadcache``), so an unchanged tool is verified once per
+        sandbox policy, not once per start.
+        """
         record = tool.record
-        problems: list[str] = []
-        signature = None
-        try:
-            signature = analyse(record.code, record.name)
-        except SubmissionRejected as exc:
-            problems.extend(f"tool.py: {p}" for p in exc.problems)
-        if signature is not None:
-            if record.input_schema_sha256 != schema_sha256(signature.input_schema):
-                problems.append("tool.toml's input_schema_sha256 does not match tool.py's parameters "
-                                "(edited by hand? re-author the tool so its metadata is rebuilt)")
-            if record.output_schema_sha256 != schema_sha256(signature.output_schema):
-                problems.append("tool.toml's output_schema_sha256 does not match tool.py's return annotation")
-        key = self._cache_key(record)
-        compiled = self._verified_cache.get(key)
-        if compiled is None and signature is not None:
-            compiled = self.sandbox.compile_problems(record.code)
-            if record.tests:
-                compiled += [f"tests: {p}" for p in self.sandbox.compile_problems(record.tests, "tests")]
-            self._verified_cache[key] = compiled
-        problems.extend(compiled or [])
+        key = self._key(record)
+        hit = self._cache.verified.get(key)
+        if hit is not None:
+            signature, problems = hit[0], list(hit[1])
+        else:
+            problems = []
+            signature = None
+            try:
+                signature = analyse(record.code, record.name)
+            except SubmissionRejected as exc:
+                problems.extend(f"tool.py: {p}" for p in exc.problems)
+            if signature is not None:
+                if record.input_schema_sha256 != schema_sha256(signature.input_schema):
+                    problems.append("tool.toml's input_schema_sha256 does not match tool.py's parameters "
+                                    "(edited by hand? re-author the tool so its metadata is rebuilt)")
+                if record.output_schema_sha256 != schema_sha256(signature.output_schema):
+                    problems.append("tool.toml's output_schema_sha256 does not match tool.py's return annotation")
+                problems.extend(self.sandbox.compile_problems(record.code))
+                if record.tests:
+                    problems.extend(f"tests: {p}" for p in self.sandbox.compile_problems(record.tests, "tests"))
+            self._cache.put_verified(key, signature, problems)
         with self._lock:
             tool.signature = signature
             tool.problems = problems
             tool.verified = True
-            if problems:
-                self._index.remove(tool.name)
-            else:
-                self._index.put(self._document(tool))
+        self._index_tool(tool)
         if problems:
             log.warning("tool %s is disabled: %s", record.name, "; ".join(problems))
         return not problems
 
-    @staticmethod
-    def _cache_key(record: ToolRecord) -> str:
-        digest = hashlib.sha256(record.code.encode("utf-8", "surrogatepass"))
-        digest.update(b"\0" + (record.tests or "").encode("utf-8", "surrogatepass"))
-        return f"{digest.hexdigest()}:{sandbox_module.POLICY_VERSION}:{sys.version_info[0]}.{sys.version_info[1]}"
+    def _index_tool(self, tool: LoadedTool) -> None:
+        """Keep the search index in step with the tool: runnable tools in, disabled ones out."""
+        if not tool.verified:
+            return
+        if tool.problems or tool.signature is None:
+            self._index.remove(tool.name)
+        elif self._indexed_as.get(tool.name) is not tool.record:
+            self._index.put(self._document(tool))
+            self._indexed_as[tool.name] = tool.record
 
-    def _load_cache(self) -> None:
-        try:
-            data = json.loads(self._cache_path.read_text())
-            if isinstance(data, dict):
-                self._verified_cache = {k: list(v) for k, v in data.items() if isinstance(v, list)}
-        except (OSError, ValueError):
-            self._verified_cache = {}
+    @staticmethod
+    def _key(record: ToolRecord) -> str:
+        """Verification depends on the source, the tests, the recorded schema hashes and the policy."""
+        base = source_key(record, sandbox_module.POLICY_VERSION)
+        return f"{base}:{record.input_schema_sha256[:16]}:{record.output_schema_sha256[:16]}"
 
     def _save_cache(self) -> None:
-        try:
-            self._cache_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._cache_path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self._verified_cache))
-            os.replace(tmp, self._cache_path)
-        except OSError as exc:  # a cache, not data: losing it costs only recompiles
-            log.debug("could not write %s: %s", self._cache_path, exc)
+        with self._lock:
+            live = {self._key(t.record) for t in self._tools.values()}
+        self._cache.save(live)
 
     def _document(self, tool: LoadedTool) -> Document:
         sig = tool.signature
@@ -369,13 +401,11 @@ class Cairn:
             else:
                 self._snapshot[record.name] = entry
             tool = LoadedTool(record, self._changed_ns(record.name))
-            if signature is not None:
-                tool.signature, tool.verified = signature, True
-                self._verified_cache[self._cache_key(record)] = []
-                self._index.put(self._document(tool))
             self._tools[record.name] = tool
-        if signature is None:
-            self._verify(tool)
+        self._cache.put_record(record.name, entry, record)
+        if signature is not None:
+            self._cache.put_verified(self._key(record), signature, [])
+        self._verify(tool)
 
     def call(self, name: str, arguments: Mapping[str, Any] | None) -> CallOutcome:
         """Run a registered tool in the sandbox with JSON arguments checked against its schema."""
@@ -401,7 +431,7 @@ class Cairn:
         except SubmissionRejected as exc:
             with self._lock:
                 tool.problems = list(exc.problems)
-                self._index.remove(name)
+            self._index_tool(tool)
             raise ToolUnavailable(name, tool.problems) from None
 
     def run_code(self, code: Any) -> SnippetResult:
@@ -413,6 +443,9 @@ class Cairn:
         if not isinstance(query, str) or not query.strip():
             raise ToolFailed("query: describe the tool you need in a few words")
         limit = max(1, min(int(limit), 100))
+        # Right after start-up the background pass may still be indexing; wait for it (bounded) so a
+        # search is never silently partial.
+        self._indexed.wait(timeout=30)
         hits = []
         for name, score in self._index.search(query, limit):
             tool = self._tools.get(name)
@@ -542,11 +575,13 @@ class Cairn:
                 with self._lock:
                     self._tools[name] = LoadedTool(placeholder, self._changed_ns(name), problems=[str(exc)],
                                                    verified=True)
-                    self._index.remove(name)
+                self._index.remove(name)
+                self._indexed_as.pop(name, None)
                 continue
             with self._lock:
                 tool = LoadedTool(record, self._changed_ns(name))
                 self._tools[name] = tool
+            self._cache.put_record(name, snapshot.get(name), record)
             self._verify(tool)
         log.info("registry changed elsewhere: %s", ", ".join(sorted(changed)))
         return changed
@@ -558,7 +593,9 @@ class Cairn:
             for name in names:
                 self._tools.pop(name, None)
                 self._index.remove(name)
+                self._indexed_as.pop(name, None)
                 self._snapshot.pop(name, None)
+                self._cache.forget(name)
 
 
 def _same_content(a: ToolRecord, b: ToolRecord) -> bool:

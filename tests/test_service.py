@@ -1,0 +1,56 @@
+"""The domain service across restarts: the load cache is an accelerator, never a source of truth."""
+
+from __future__ import annotations
+
+from server.config import Settings
+from server.service import Cairn
+from tests.conftest import SLUGIFY, SLUGIFY_EXAMPLES
+
+
+def author_slugify(settings: Settings) -> None:
+    with Cairn(settings) as cairn:
+        cairn.start(verify="none")
+        cairn.author(name="slugify", description="Turn text into a URL slug.", code=SLUGIFY,
+                     examples=SLUGIFY_EXAMPLES)
+
+
+def test_restart_loads_tools_from_the_cache_and_rereads_edited_files(settings: Settings) -> None:
+    author_slugify(settings)
+    cache = settings.registry / ".cairn" / "load-cache.json"
+    assert cache.exists()
+    toml = settings.registry / "tools" / "slugify" / "tool.toml"
+    toml.write_text(toml.read_text().replace("Turn text into a URL slug.", "Edited by a person."))
+    with Cairn(settings) as cairn:
+        cairn.start(verify="all")
+        tool = cairn.tool("slugify")
+        assert tool.record.description == "Edited by a person."
+        assert tool.enabled
+
+
+def test_unreadable_cache_is_ignored(settings: Settings) -> None:
+    author_slugify(settings)
+    (settings.registry / ".cairn" / "load-cache.json").write_text("{not json")
+    with Cairn(settings) as cairn:
+        cairn.start(verify="all")
+        assert cairn.tool("slugify").enabled
+        assert cairn.call("slugify", {"text": "A B"}).value == "a-b"
+
+
+def test_cache_never_revives_a_broken_tool(settings: Settings) -> None:
+    author_slugify(settings)
+    source = settings.registry / "tools" / "slugify" / "tool.py"
+    source.write_text(source.read_text().replace("def slugify(", "def slugify_renamed("))
+    with Cairn(settings) as cairn:
+        cairn.start(verify="all")
+        assert not cairn.tool("slugify").enabled
+    with Cairn(settings) as cairn:  # second start: the cached verdict is the same
+        cairn.start(verify="all")
+        assert any("named 'slugify'" in p for p in cairn.tool("slugify").problems)
+
+
+def test_search_is_complete_right_after_a_background_start(settings: Settings) -> None:
+    author_slugify(settings)
+    (settings.registry / ".cairn" / "load-cache.json").unlink()
+    with Cairn(settings) as cairn:
+        cairn.start()  # verification and indexing run in the background; search waits for them
+        assert [h.name for h in cairn.search("url slug")] == ["slugify"]
