@@ -75,9 +75,19 @@ class VersionConflict(CairnError):
 class ToolFailed(CairnError):
     """A sandboxed run failed in a way the agent can act on."""
 
+    printed: str = ""
+    """What the code printed before it failed (empty when the worker had to be killed)."""
+
 
 class ToolRaised(ToolFailed):
+    type_names: list[str]
+    """The exception's class name and its base classes' names (``raises`` examples match any of them)."""
+    where: str | None = None
+    """``"tool"``, ``"tests"`` or ``"snippet"``: whose code raised."""
+    tests_line: int | None = None
+
     def __init__(self, type_name: str, message: str, line: int | None = None) -> None:
+        self.type_names = [type_name]
         self.type_name = type_name
         self.message = message
         self.line = line
