@@ -309,7 +309,7 @@ def business_days_between(start: str, end: str, holidays: list[str] = []) -> int
         "examples": [
             {"args": {"start": "2024-03-01", "end": "2024-03-15"}, "expected": 10},
             {"args": {"start": "2024-12-23", "end": "2025-01-02", "holidays": ["2024-12-25", "2025-01-01"]},
-             "expected": 5},
+             "expected": 6},
             {"args": {"start": "2024-03-15", "end": "2024-03-01"}, "expected": -10},
             {"args": {"start": "2024-02-30", "end": "2024-03-01"}, "raises": "ValueError"},
         ],
