@@ -95,7 +95,7 @@ class Cairn:
         self._tools: dict[str, LoadedTool] = {}
         self._index = SearchIndex()
         self._snapshot: dict[str, Any] = {}
-        self._cache = LoadCache(self.registry.root / ".cairn" / "load-cache.json")
+        self._cache = LoadCache(self.registry.state_dir() / "load-cache.json")
         self._indexed_as: dict[str, ToolRecord] = {}
         self._indexed = threading.Event()  # set once every tool has been through the search index
         self._background: threading.Thread | None = None
@@ -107,7 +107,7 @@ class Cairn:
         """Recover, load every tool, and verify them: ``"background"``, ``"all"`` now, or ``"none"``."""
         for message in self.registry.recover():
             log.warning("registry recovery: %s", message)
-        self._cache = LoadCache.load(self.registry.root / ".cairn" / "load-cache.json")
+        self._cache = LoadCache.load(self.registry.state_dir() / "load-cache.json")
         snapshot = self._snapshot = self.registry.snapshot()
         records: dict[str, ToolRecord] = {}
         stale = []

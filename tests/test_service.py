@@ -54,3 +54,20 @@ def test_search_is_complete_right_after_a_background_start(settings: Settings) -
     with Cairn(settings) as cairn:
         cairn.start()  # verification and indexing run in the background; search waits for them
         assert [h.name for h in cairn.search("url slug")] == ["slugify"]
+
+
+def test_private_state_never_shows_in_a_persons_git_status(tmp_path) -> None:
+    """Inside a larger repository whose .gitignore says nothing about .cairn/, it still stays out."""
+    from tests.conftest import git
+
+    repo = tmp_path / "project"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    git(repo, "config", "user.name", "Person")
+    git(repo, "config", "user.email", "person@example.com")
+    (repo / "notes.txt").write_text("mine\n")
+    git(repo, "add", "notes.txt")
+    git(repo, "commit", "-qm", "start")
+    author_slugify(Settings(registry=repo / "registry"))
+    assert (repo / "registry" / ".cairn" / "load-cache.json").exists()
+    assert git(repo, "status", "--porcelain") == ""
