@@ -1078,12 +1078,23 @@ class Runtime:
 # The worker process
 
 
+def _peak_rss() -> int:
+    """Peak resident set size in bytes as getrusage reports it (0 where there is no resource module)."""
+    if resource is None:
+        return 0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
 class _Worker:
     def __init__(self, rfd: int, wfd: int, memory_mib: int, cpu_budget: int) -> None:
         self.rfd = rfd
         self.wfd = wfd
         self.memory_mib = memory_mib
         self.cpu_budget = cpu_budget
+        # Linux keeps ru_maxrss across fork and exec: a fresh worker reports its parent's peak (the
+        # server's, often well past half our limit). Only growth past that inherited figure is ours.
+        self.inherited_peak = _peak_rss()
         self.runtime = Runtime()
         self.buf = bytearray()
         # prebuilt, so reporting a MemoryError needs no memory
@@ -1237,12 +1248,10 @@ class _Worker:
             runtime.end(glb)
 
     def grown(self) -> bool:
-        """Peak memory past half the limit: a fragmented heap could make later calls fail early."""
-        if resource is None:
-            return False
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        peak_bytes = peak if sys.platform == "darwin" else peak * 1024
-        return peak_bytes > self.memory_mib * MiB // 2
+        """This worker's own peak memory past half the limit: a fragmented heap could make later calls
+        fail early. (A peak no higher than the inherited one is the parent's, not ours.)"""
+        peak = _peak_rss()
+        return peak > self.inherited_peak and peak > self.memory_mib * MiB // 2
 
     def failure(self, error: dict[str, Any], depth: bool = False) -> dict[str, Any]:
         if depth:

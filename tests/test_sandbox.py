@@ -1002,3 +1002,19 @@ def test_a_raises_example_does_not_pass_on_a_result_that_is_not_json(sandbox):
     assert not report.ok
     assert report.cases[0].detail == "example 0 ({}): expected TypeError, raised TypeError: result is not JSON: set " \
                                      "(convert it to a (sorted) list)"
+
+
+@pytest.mark.skipif(not LINUX, reason="ru_maxrss inheritance across fork and exec is Linux behaviour")
+def test_a_large_server_process_does_not_make_every_call_recycle_its_worker():
+    """Linux hands a child its parent's peak RSS; a server past half the workers' memory limit (as one
+    importing mcp with thousands of tools is) must still keep its warm workers between calls."""
+    ballast = bytearray(SMALL.memory_mib * 1024 * 1024)  # touch it all, so the peak really grows
+    for i in range(0, len(ballast), 4096):
+        ballast[i] = 1
+    with Sandbox(SMALL, pool_size=1) as box:
+        box.start()
+        first = _pids(box)
+        for _ in range(3):
+            still_works(box)
+        assert _pids(box) == first
+    del ballast
