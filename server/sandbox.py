@@ -41,7 +41,7 @@ the time: ``x: T = v`` becomes ``x = v``, and for simple targets ``d[k] += v`` /
 Linux-only: the network namespace, ``no_new_privs``, ``RLIMIT_NPROC`` as a fork barrier (for a non-root
 user) and dropping root. On macOS ``RLIMIT_AS`` is accepted but not enforced, so memory is bounded only
 by the CPU and wall limits there. Windows is not supported (no ``resource``, ``killpg`` or ``ITIMER_PROF``).
-``platform_protections()`` reports what is active on this machine; ``docs/security.md`` says what the
+``platform_protections()`` reports what is active on this machine; the README's security section says what the
 sandbox does not protect against.
 
 Errors (all from ``server.errors``): ``SubmissionRejected`` (the code does not compile, every problem as

@@ -97,6 +97,7 @@ class Cairn:
         self._snapshot: dict[str, Any] = {}
         self._cache = LoadCache(self.registry.state_dir() / "load-cache.json")
         self._indexed_as: dict[str, ToolRecord] = {}
+        self._loaded = threading.Event()  # set once every tool on disk is in the catalog
         self._indexed = threading.Event()  # set once every tool has been through the search index
         self._background: threading.Thread | None = None
         self._closed = threading.Event()
@@ -104,56 +105,84 @@ class Cairn:
     # ---------------------------------------------------------------- lifecycle
 
     def start(self, *, verify: str = "background") -> None:
-        """Recover, load every tool, and verify them: ``"background"``, ``"all"`` now, or ``"none"``."""
-        for message in self.registry.recover():
+        """Recover, then load and verify tools: ``"background"`` (a server), ``"all"`` now, or ``"none"``.
+
+        ``"background"`` loads before returning only what the first ``tools/list`` needs: the working set
+        (pinned tools and the most recently changed, chosen from file times alone), verified. Everything
+        else (reading the other tools, verifying them, the search index, the registry's slower upkeep)
+        happens in a background thread; until it is done, a lookup of a tool not loaded yet reads that
+        tool on demand, and a search or a full listing waits for it (bounded).
+        """
+        for message in self.registry.recover(upkeep=verify != "background"):
             log.warning("registry recovery: %s", message)
         self._cache = LoadCache.load(self.registry.state_dir() / "load-cache.json")
-        snapshot = self._snapshot = self.registry.snapshot()
-        records: dict[str, ToolRecord] = {}
-        stale = []
-        for name, stamp in snapshot.items():
-            cached = self._cache.record(name, stamp)
-            if cached is None:
-                stale.append(name)
-            else:
-                records[name] = cached
-        broken: dict[str, list[str]] = {}
-        if len(stale) > max(50, len(snapshot) // 4):
-            all_records, broken = self.registry.read_all()  # one bulk pass beats many single reads
-            records = {r.name: r for r in all_records}
-        else:
-            for name in stale:
-                try:
-                    records[name] = self.registry.read(name)
-                except ToolNotFound:
-                    continue
-                except CairnError as exc:
-                    broken[name] = [str(exc)]
-        for name in stale:
-            if name in records:
-                self._cache.put_record(name, snapshot.get(name), records[name])
-        with self._lock:
-            for record in records.values():
-                tool = LoadedTool(record, self._changed_ns(record.name))
-                hit = self._cache.verified.get(self._key(record))
-                if hit is not None:
-                    tool.signature, tool.problems, tool.verified = hit[0], list(hit[1]), True
-                self._tools[record.name] = tool
-            for name, problems in broken.items():
-                placeholder = ToolRecord(name=name, description="", code="", examples=())
-                self._tools[name] = LoadedTool(placeholder, self._changed_ns(name), problems=list(problems),
-                                               verified=True)
+        self._snapshot = self.registry.snapshot()
+        if verify == "background":
+            for name in self._likely_working_set():
+                self._load_one(name)
+            self.sandbox.start()
+            for tool in self.exposed():
+                self._index_tool(tool)
+            self._background = threading.Thread(target=self._load_rest, name="cairn-load", daemon=True)
+            self._background.start()
+            return
+        self._load_all()
         if verify == "none":
             self._indexed.set()
             return
         self.sandbox.start()
-        for tool in self.exposed():
-            self._index_tool(tool)
-        if verify == "all":
+        self.verify_all()
+
+    def _likely_working_set(self) -> list[str]:
+        """Pinned tools, then the most recently changed, with a margin for disabled ones."""
+        by_time = sorted(self._snapshot, key=lambda n: (-self._changed_ns(n), n))
+        wanted = [n for n in self.settings.pinned if n in self._snapshot]
+        return wanted + by_time[: self.settings.exposed_tools + 20]
+
+    def _load_one(self, name: str) -> LoadedTool | None:
+        """Read one tool from disk into the catalog (unless it is there already)."""
+        try:
+            record = self.registry.read(name)
+        except ToolNotFound:
+            return None
+        except CairnError as exc:
+            return self._put_broken(name, [str(exc)], replace=False)
+        with self._lock:
+            if name not in self._tools:
+                self._tools[name] = LoadedTool(record, self._changed_ns(name))
+            return self._tools[name]
+
+    def _put_broken(self, name: str, problems: list[str], *, replace: bool = True) -> LoadedTool:
+        placeholder = ToolRecord(name=name, description="", code="", examples=())
+        with self._lock:
+            if replace or name not in self._tools:
+                self._tools[name] = LoadedTool(placeholder, self._changed_ns(name), problems=list(problems),
+                                               verified=True)
+            return self._tools[name]
+
+    def _load_all(self) -> None:
+        """Read every tool (one bulk pass; no git) into the catalog, keeping entries already there."""
+        records, broken = self.registry.read_all()
+        with self._lock:
+            for record in records:
+                if record.name not in self._tools:
+                    self._tools[record.name] = LoadedTool(record, self._changed_ns(record.name))
+        for name, problems in broken.items():
+            self._put_broken(name, problems, replace=False)
+        self._loaded.set()
+
+    def _load_rest(self) -> None:
+        """The background half of a server's start: load, verify and index everything; registry upkeep."""
+        try:
+            self._load_all()
             self.verify_all()
-        else:
-            self._background = threading.Thread(target=self.verify_all, name="cairn-verify", daemon=True)
-            self._background.start()
+            for message in self.registry.upkeep():
+                log.warning("registry: %s", message)
+        except Exception:  # the server keeps serving what it has; the log says what went wrong
+            log.exception("loading the registry in the background failed")
+        finally:
+            self._loaded.set()
+            self._indexed.set()
 
     def close(self) -> None:
         self._closed.set()
@@ -173,11 +202,14 @@ class Cairn:
     def tool(self, name: str) -> LoadedTool:
         with self._lock:
             tool = self._tools.get(name)
+        if tool is None and not self._loaded.is_set() and isinstance(name, str):
+            tool = self._load_one(name)  # start-up is still loading in the background: read it now
         if tool is None:
             raise ToolNotFound(name)
         return tool
 
     def all_tools(self) -> list[LoadedTool]:
+        self._loaded.wait(timeout=30)
         with self._lock:
             return sorted(self._tools.values(), key=lambda t: t.name)
 
@@ -200,6 +232,10 @@ class Cairn:
                 break
             if tool.enabled and (tool.verified or self._verify(tool)):
                 chosen.append(tool)
+        if len(chosen) < limit and not self._loaded.is_set() and len(self._snapshot) > len(rest) + len(pinned):
+            # Too many of the tools read before serving were disabled: the rest must be read to fill the set.
+            if self._loaded.wait(timeout=30):
+                return self.exposed()
         return chosen
 
     def signature(self, tool: LoadedTool) -> Signature:
@@ -402,7 +438,6 @@ class Cairn:
                 self._snapshot[record.name] = entry
             tool = LoadedTool(record, self._changed_ns(record.name))
             self._tools[record.name] = tool
-        self._cache.put_record(record.name, entry, record)
         if signature is not None:
             self._cache.put_verified(self._key(record), signature, [])
         self._verify(tool)
@@ -581,7 +616,6 @@ class Cairn:
             with self._lock:
                 tool = LoadedTool(record, self._changed_ns(name))
                 self._tools[name] = tool
-            self._cache.put_record(name, snapshot.get(name), record)
             self._verify(tool)
         log.info("registry changed elsewhere: %s", ", ".join(sorted(changed)))
         return changed
@@ -595,7 +629,6 @@ class Cairn:
                 self._index.remove(name)
                 self._indexed_as.pop(name, None)
                 self._snapshot.pop(name, None)
-                self._cache.forget(name)
 
 
 def _same_content(a: ToolRecord, b: ToolRecord) -> bool:

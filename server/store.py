@@ -1581,12 +1581,12 @@ class Registry:
 
     # ------------------------------------------------------------- startup
 
-    def recover(self) -> list[str]:
+    def recover(self, *, upkeep: bool = True) -> list[str]:
         """Clean what a crashed writer left and report what needs a person; one message per thing.
 
-        Finishes interrupted saves (see the module docstring), removes Cairn's temp files, notes a lock
-        whose owner died, reports tool folders that are not committed or have uncommitted edits (kept as
-        they are), and writes the commit-graph when it is missing (history stays fast).
+        Finishes interrupted saves (see the module docstring), removes Cairn's temp files and notes a lock
+        whose owner died: what must happen before anything is read. With ``upkeep`` (the default) it then
+        runs ``upkeep()`` too; a server starting up passes ``upkeep=False`` and runs that in the background.
         """
         if self._where is None:
             return [f"{self.root} is not inside a git repository; nothing to recover"]
@@ -1601,7 +1601,19 @@ class Registry:
             for leftover in repo.objects.glob(f"{_TMP}-*"):
                 leftover.unlink(missing_ok=True)
                 messages.append(f"removed an unfinished git object file {leftover.name}")
-            messages += self._report_work_tree()
+        if upkeep:
+            messages += self.upkeep()
+        return messages
+
+    def upkeep(self) -> list[str]:
+        """The slower checks, fine to run in the background: report tool folders that are not committed or
+        have uncommitted edits (kept as they are), write the commit-graph when it is missing or stale
+        (history stays fast), and let git pack loose objects (``gc --auto``)."""
+        if self._where is None:
+            return []
+        repo = self._repo
+        with self._lock().exclusive():
+            messages = self._report_work_tree()
         graph = repo.objects / "info"
         if not (graph / "commit-graph").exists() and not (graph / "commit-graphs" / "commit-graph-chain").exists():
             if self.head() is not None:

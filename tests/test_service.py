@@ -71,3 +71,22 @@ def test_private_state_never_shows_in_a_persons_git_status(tmp_path) -> None:
     author_slugify(Settings(registry=repo / "registry"))
     assert (repo / "registry" / ".cairn" / "load-cache.json").exists()
     assert git(repo, "status", "--porcelain") == ""
+
+
+def test_a_server_start_serves_tools_outside_the_working_set_at_once(settings: Settings) -> None:
+    """Only the working set is read before serving; any other tool is read on demand meanwhile."""
+    import dataclasses
+
+    code = 'def {n}(x: int) -> int:\n    """Add {k}."""\n    return x + {k}\n'
+    with Cairn(settings) as cairn:
+        cairn.start(verify="none")
+        for k in range(6):
+            cairn.author(name=f"add{k}", description=f"add {k}", code=code.format(n=f"add{k}", k=k),
+                         examples=[{"args": {"x": 1}, "expected": 1 + k}])
+    small = dataclasses.replace(settings, exposed_tools=1)
+    with Cairn(small) as cairn:
+        cairn.start()
+        assert cairn.call("add0", {"x": 1}).value == 1
+        assert [t.name for t in cairn.exposed()] == ["add5"]
+        assert len(cairn.all_tools()) == 6
+        assert {h.name for h in cairn.search("add", limit=10)} == {f"add{k}" for k in range(6)}

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,8 +49,10 @@ def record(i: int, version: int = 1) -> ToolRecord:
     )
 
 
-def build(root: Path, tools: int) -> Registry:
-    """A registry of ``tools`` tools, one commit each, via git fast-import (seconds, not minutes)."""
+def build(root: Path, tools: int, record: Callable[[int], ToolRecord] = record) -> Registry:
+    """A registry of ``tools`` tools, one commit each, via git fast-import (seconds, not minutes).
+
+    ``record(i)`` makes tool i (the server bench passes one with real schema hashes)."""
     root.mkdir(parents=True)
     env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1"}
     subprocess.run(["git", "init", "-q", str(root)], check=True, env=env)
