@@ -47,7 +47,7 @@ from server.sandbox import Sandbox
 from server.loadcache import LoadCache, source_key
 from server.search import Document, SearchIndex
 from server.store import Registry
-from server.validate import Signature, analyse, check_submission, json_type_error, schema_sha256
+from server.validate import Signature, analyse, argument_problems, check_submission, schema_sha256
 
 log = logging.getLogger("cairn")
 
@@ -447,18 +447,7 @@ class Cairn:
         tool = self.tool(name)
         sig = self.signature(tool)
         arguments = dict(arguments or {})
-        problems = []
-        known = {p.name: p for p in sig.parameters}
-        for key in arguments:
-            if key not in known:
-                problems.append(f"unknown argument {key!r} (parameters: {', '.join(known) or 'none'})")
-        for p in sig.parameters:
-            if p.name in arguments:
-                error = json_type_error(arguments[p.name], p.schema)
-                if error:
-                    problems.append(f"argument {p.name!r} {error}")
-            elif p.required:
-                problems.append(f"missing required argument {p.name!r}")
+        problems = argument_problems(sig, arguments)
         if problems:
             raise ToolFailed(f"invalid arguments for {name}{sig.text[len(name):]}: " + "; ".join(problems))
         try:

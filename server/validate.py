@@ -378,6 +378,23 @@ def _describe(schema: Mapping[str, Any]) -> str:
     return f"{article} {kind}" if kind != "null" else "null"
 
 
+def argument_problems(signature: Signature, args: Mapping[str, Any]) -> list[str]:
+    """What is wrong with ``args`` as arguments of ``signature``: unknown, missing, or of the wrong type."""
+    problems = []
+    known = {p.name: p for p in signature.parameters}
+    for key in args:
+        if key not in known:
+            problems.append(f"unknown argument {key!r}; the parameters are {sorted(known)}")
+    for p in signature.parameters:
+        if p.name in args:
+            error = json_type_error(args[p.name], p.schema)
+            if error:
+                problems.append(f"argument {p.name!r} {error}")
+        elif p.required:
+            problems.append(f"missing required argument {p.name!r}")
+    return problems
+
+
 def check_name(name: Any) -> list[str]:
     if not isinstance(name, str) or not NAME_RE.match(name):
         return [
@@ -424,17 +441,7 @@ def parse_examples(raw: Any, signature: Signature | None, problems: list[str]) -
             problems.append(f"{label}: args and expected must be JSON values (no NaN or infinity)")
             continue
         if signature is not None:
-            known = {p.name: p for p in signature.parameters}
-            for key in args:
-                if key not in known:
-                    problems.append(f"{label}: unknown argument {key!r}; the parameters are {sorted(known)}")
-            for p in signature.parameters:
-                if p.required and p.name not in args:
-                    problems.append(f"{label}: missing required argument {p.name!r}")
-                elif p.name in args:
-                    error = json_type_error(args[p.name], p.schema)
-                    if error:
-                        problems.append(f"{label}: argument {p.name!r} {error}")
+            problems.extend(f"{label}: {p}" for p in argument_problems(signature, args))
             if "expected" in item:
                 error = json_type_error(item["expected"], signature.return_schema)
                 if error:
