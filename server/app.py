@@ -240,6 +240,7 @@ class CairnServer(MCPServer):
 
     async def list_tools(self) -> list[MCPTool]:
         exposed = await anyio.to_thread.run_sync(self.cairn.exposed)
+        self.cairn.served()
         tools = [
             MCPTool(name=m.name, description=m.description, input_schema=m.input_schema, annotations=m.annotations)
             for m in self._meta_tools.values()

@@ -156,8 +156,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     cairn = Cairn(settings)
     cairn.start()
     log = logging.getLogger("cairn")
-    log.info("registry %s: %d tools (%d listed first-class)", cairn.registry.root, len(cairn.all_tools()),
-             len(cairn.exposed()))
+    log.info("registry %s: %d tool folders; %d tools listed first-class", cairn.registry.root,
+             cairn.folder_count(), len(cairn.exposed()))
     app = CairnApp(cairn)
     try:
         if args.http:

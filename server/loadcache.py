@@ -60,6 +60,11 @@ class LoadCache:
             cache.verified.clear()
         return cache
 
+    def merge(self, other: LoadCache) -> None:
+        """Take ``other``'s entries, keeping this cache's own where both have one (they are newer)."""
+        for key, value in other.verified.items():
+            self.verified.setdefault(key, value)
+
     def put_verified(self, key: str, signature: Signature | None, problems: list[str]) -> None:
         self.verified[key] = (signature, list(problems))
         self.dirty = True

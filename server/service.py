@@ -51,6 +51,9 @@ from server.validate import Signature, analyse, argument_problems, check_submiss
 
 log = logging.getLogger("cairn")
 
+FIRST_LIST_GRACE = 2.0
+"""Seconds the background start-up pass waits for the first ``tools/list`` to be answered."""
+
 @dataclass
 class LoadedTool:
     """A tool as this process knows it: its record, derived signature and whether it may run."""
@@ -97,6 +100,7 @@ class Cairn:
         self._snapshot: dict[str, Any] = {}
         self._cache = LoadCache(self.registry.state_dir() / "load-cache.json")
         self._indexed_as: dict[str, ToolRecord] = {}
+        self._first_served = threading.Event()  # the MCP layer has answered its first tools/list
         self._loaded = threading.Event()  # set once every tool on disk is in the catalog
         self._indexed = threading.Event()  # set once every tool has been through the search index
         self._background: threading.Thread | None = None
@@ -115,9 +119,10 @@ class Cairn:
         """
         for message in self.registry.recover(upkeep=verify != "background"):
             log.warning("registry recovery: %s", message)
-        self._cache = LoadCache.load(self.registry.state_dir() / "load-cache.json")
         self._snapshot = self.registry.snapshot()
         if verify == "background":
+            # The verification cache is read in the background too: decoding 10,000 signatures costs more
+            # than verifying the working set afresh.
             for name in self._likely_working_set():
                 self._load_one(name)
             self.sandbox.start()
@@ -126,6 +131,7 @@ class Cairn:
             self._background = threading.Thread(target=self._load_rest, name="cairn-load", daemon=True)
             self._background.start()
             return
+        self._cache = LoadCache.load(self._cache.path)
         self._load_all()
         if verify == "none":
             self._indexed.set()
@@ -171,9 +177,19 @@ class Cairn:
             self._put_broken(name, problems, replace=False)
         self._loaded.set()
 
+    def served(self) -> None:
+        """Tell the background start-up pass that the first client has its tool list (see ``start``)."""
+        self._first_served.set()
+
     def _load_rest(self) -> None:
-        """The background half of a server's start: load, verify and index everything; registry upkeep."""
+        """The background half of a server's start: load, verify and index everything; registry upkeep.
+
+        It first waits (at most ``FIRST_LIST_GRACE`` seconds) until the first ``tools/list`` has been
+        answered: in one process, its reading and compiling would otherwise compete for the interpreter
+        with the first client's handshake."""
+        self._first_served.wait(timeout=FIRST_LIST_GRACE)
         try:
+            self._cache.merge(LoadCache.load(self._cache.path))
             self._load_all()
             self.verify_all()
             for message in self.registry.upkeep():
@@ -207,6 +223,10 @@ class Cairn:
         if tool is None:
             raise ToolNotFound(name)
         return tool
+
+    def folder_count(self) -> int:
+        """How many tool folders the registry has (known without loading them)."""
+        return len(self._snapshot)
 
     def all_tools(self) -> list[LoadedTool]:
         self._loaded.wait(timeout=30)
