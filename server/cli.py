@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--cpu-seconds", type=float, help="CPU seconds per call (env CAIRN_CPU_SECONDS; default 2)")
     serve.add_argument("--wall-seconds", type=float, help="wall seconds per call (env CAIRN_WALL_SECONDS; default 5)")
     serve.add_argument("--memory-mib", type=int, help="worker memory limit in MiB (env CAIRN_MEMORY_MIB; default 256)")
+    serve.add_argument("--duplicates", choices=["warn", "refuse", "off"],
+                       help="a submission that behaves like an existing tool: warn (default), refuse, or off "
+                            "(env CAIRN_DUPLICATES)")
     serve.add_argument("--watch-interval", type=float,
                        help="seconds between checks for changes made elsewhere (env CAIRN_WATCH_INTERVAL; default 0.5)")
 

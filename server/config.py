@@ -54,6 +54,7 @@ class Settings:
     port: int = 8765
     token: str | None = None
     log_level: str = "INFO"
+    duplicates: str = "warn"
 
     @classmethod
     def resolve(cls, flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -88,6 +89,8 @@ class Settings:
             raise ConfigError(f"pool size must be at least 1, got {self.pool_size}")
         if self.exposed_tools < 0:
             raise ConfigError(f"exposed tools must be 0 or more, got {self.exposed_tools}")
+        if self.duplicates not in ("warn", "refuse", "off"):
+            raise ConfigError(f"duplicates must be warn, refuse or off, got {self.duplicates!r}")
         if not 0 < self.port < 65536:
             raise ConfigError(f"port must be 1-65535, got {self.port}")
 
@@ -129,4 +132,5 @@ ENVIRONMENT: dict[str, tuple[str, Any, str]] = {
     "port": ("CAIRN_PORT", int, "HTTP port (default 8765)"),
     "token": ("CAIRN_TOKEN", str, "bearer token required on HTTP; mandatory off loopback"),
     "log_level": ("CAIRN_LOG_LEVEL", _level, "log level on stderr (default INFO)"),
+    "duplicates": ("CAIRN_DUPLICATES", str, "a submission that behaves like an existing tool: warn, refuse or off"),
 }

@@ -3,7 +3,8 @@ that did not change.
 
 ``<registry>/.cairn/load-cache.json`` (private state, never committed) maps a source key (a hash of
 ``tool.py`` and the tests, the recorded schema hashes, the sandbox policy version and the Python version)
-to what verification found: the signature and the problems (empty for a runnable tool).
+to what verification found: the signature, the problems (empty for a runnable tool) and the normalised
+source fingerprint duplicate detection uses.
 
 It is never authoritative: a key that differs means the tool is analysed and recompiled again; a missing,
 unreadable or foreign-format cache means everything is. Deleting it is always safe. (Records themselves
@@ -25,7 +26,7 @@ from server.validate import Parameter, Signature
 
 log = logging.getLogger("cairn")
 
-FORMAT = 2
+FORMAT = 3
 
 
 def source_key(record: ToolRecord, policy_version: int) -> str:
@@ -40,7 +41,7 @@ class LoadCache:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.verified: dict[str, tuple[Signature | None, list[str]]] = {}
+        self.verified: dict[str, tuple[Signature | None, list[str], str | None]] = {}
         self.dirty = False
 
     @classmethod
@@ -52,7 +53,7 @@ class LoadCache:
                 return cache
             for key, entry in data["verified"].items():
                 sig = _signature(entry["signature"]) if entry["signature"] is not None else None
-                cache.verified[key] = (sig, list(entry["problems"]))
+                cache.verified[key] = (sig, list(entry["problems"]), entry.get("fingerprint"))
         except FileNotFoundError:
             pass
         except (OSError, ValueError, KeyError, TypeError) as exc:  # a cache: start over rather than fail
@@ -65,8 +66,9 @@ class LoadCache:
         for key, value in other.verified.items():
             self.verified.setdefault(key, value)
 
-    def put_verified(self, key: str, signature: Signature | None, problems: list[str]) -> None:
-        self.verified[key] = (signature, list(problems))
+    def put_verified(self, key: str, signature: Signature | None, problems: list[str],
+                     fingerprint: str | None = None) -> None:
+        self.verified[key] = (signature, list(problems), fingerprint)
         self.dirty = True
 
     def save(self, live_keys: set[str] | None = None) -> None:
@@ -76,8 +78,8 @@ class LoadCache:
         verified = self.verified if live_keys is None else {k: v for k, v in self.verified.items() if k in live_keys}
         data = {
             "format": FORMAT,
-            "verified": {k: {"signature": _signature_json(sig) if sig else None, "problems": p}
-                         for k, (sig, p) in verified.items()},
+            "verified": {k: {"signature": _signature_json(sig) if sig else None, "problems": p, "fingerprint": f}
+                         for k, (sig, p, f) in verified.items()},
         }
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,8 +42,9 @@ from server.errors import (
     ToolUnavailable,
     VersionConflict,
 )
-from server.models import CallOutcome, CheckReport, Provenance, SnippetResult, ToolRecord, VersionInfo
+from server.models import CallOutcome, CheckReport, Example, Provenance, SnippetResult, ToolRecord, VersionInfo
 from server.sandbox import Sandbox
+from server.duplicates import Candidate, Duplicate, find_duplicate, fingerprint
 from server.loadcache import LoadCache, source_key
 from server.search import Document, SearchIndex
 from server.store import Registry
@@ -63,6 +64,7 @@ class LoadedTool:
     signature: Signature | None = None
     problems: list[str] = field(default_factory=list)
     verified: bool = False
+    fingerprint: str | None = None
 
     @property
     def name(self) -> str:
@@ -100,6 +102,7 @@ class Cairn:
         self._snapshot: dict[str, Any] = {}
         self._cache = LoadCache(self.registry.state_dir() / "load-cache.json")
         self._indexed_as: dict[str, ToolRecord] = {}
+        self._by_fingerprint: dict[str, set[str]] = {}  # normalised-source fingerprint -> tool names
         self._first_served = threading.Event()  # the MCP layer has answered its first tools/list
         self._loaded = threading.Event()  # set once every tool on disk is in the catalog
         self._indexed = threading.Event()  # set once every tool has been through the search index
@@ -293,10 +296,11 @@ class Cairn:
         key = self._key(record)
         hit = self._cache.verified.get(key)
         if hit is not None:
-            signature, problems = hit[0], list(hit[1])
+            signature, problems, print_ = hit[0], list(hit[1]), hit[2]
         else:
             problems = []
             signature = None
+            print_ = fingerprint(record.code, record.name)
             try:
                 signature = analyse(record.code, record.name)
             except SubmissionRejected as exc:
@@ -310,10 +314,11 @@ class Cairn:
                 problems.extend(self.sandbox.compile_problems(record.code))
                 if record.tests:
                     problems.extend(f"tests: {p}" for p in self.sandbox.compile_problems(record.tests, "tests"))
-            self._cache.put_verified(key, signature, problems)
+            self._cache.put_verified(key, signature, problems, print_)
         with self._lock:
             tool.signature = signature
             tool.problems = problems
+            tool.fingerprint = print_
             tool.verified = True
         self._index_tool(tool)
         if problems:
@@ -321,14 +326,26 @@ class Cairn:
         return not problems
 
     def _index_tool(self, tool: LoadedTool) -> None:
-        """Keep the search index in step with the tool: runnable tools in, disabled ones out."""
+        """Keep the search and fingerprint indexes in step with the tool: runnable tools in, others out."""
         if not tool.verified:
             return
         if tool.problems or tool.signature is None:
-            self._index.remove(tool.name)
+            self._unindex(tool.name)
         elif self._indexed_as.get(tool.name) is not tool.record:
+            self._unindex(tool.name)
             self._index.put(self._document(tool))
             self._indexed_as[tool.name] = tool.record
+            if tool.fingerprint:
+                with self._lock:
+                    self._by_fingerprint.setdefault(tool.fingerprint, set()).add(tool.name)
+
+    def _unindex(self, name: str) -> None:
+        self._index.remove(name)
+        with self._lock:
+            record = self._indexed_as.pop(name, None)
+            if record is not None:
+                for names in self._by_fingerprint.values():
+                    names.discard(name)
 
     @staticmethod
     def _key(record: ToolRecord) -> str:
@@ -395,6 +412,10 @@ class Cairn:
             raise SubmissionRejected([c.detail for c in report.failures],
                                      summary=f"the tool was not saved: {report.summary()}")
         sig = submission.signature
+        duplicate = self.find_duplicate(submission.name, submission.code, sig, submission.description,
+                                        submission.examples)
+        if duplicate is not None and self.settings.duplicates == "refuse":
+            raise SubmissionRejected([duplicate.message()], summary="the tool was not saved (duplicates are refused)")
         record = ToolRecord(
             name=submission.name,
             description=submission.description,
@@ -408,7 +429,7 @@ class Cairn:
             output_schema_sha256=schema_sha256(sig.output_schema),
             policy_version=sandbox_module.POLICY_VERSION,
         )
-        warnings: list[str] = []
+        warnings: list[str] = [duplicate.message()] if duplicate is not None else []
         existing = self._tools.get(submission.name)
         if existing is not None and base_version == existing.record.version and _same_content(existing.record, record):
             warnings.append(f"identical to version {base_version}; nothing was committed")
@@ -434,8 +455,32 @@ class Cairn:
             "input_schema": sig.input_schema,
             "output_schema": sig.output_schema,
             "checks": report.summary(),
+            "duplicate_of": None if duplicate is None else
+            {"name": duplicate.name, "version": duplicate.version, "how": duplicate.how},
             "warnings": warnings,
         }
+
+    def find_duplicate(self, name: str, code: str, signature: Signature, description: str,
+                       examples: Sequence[Example]) -> Duplicate | None:
+        """An existing tool (other than ``name``) this code behaves like, or None (``duplicates``)."""
+        if self.settings.duplicates == "off":
+            return None
+        with self._lock:
+            clones = [self._tools[n] for n in self._by_fingerprint.get(fingerprint(code, name) or "", ())
+                      if n in self._tools]
+        self._indexed.wait(timeout=5)  # right after start-up the index may still be filling
+        query = " ".join([name.replace("_", " "), description, signature.docstring])
+        nearest = [self._tools.get(hit) for hit, _score in self._index.search(query, 10)]
+
+        def candidates(tools: Iterable[LoadedTool | None]) -> list[Candidate]:
+            return [Candidate(t.record, t.signature) for t in tools
+                    if t is not None and t.enabled and t.signature is not None]
+
+        def passes(tool_code: str, tool_name: str, cases: Sequence[Example]) -> bool:
+            return self.sandbox.check(tool_code, tool_name, cases).ok
+
+        return find_duplicate(code=code, name=name, signature=signature, examples=examples,
+                              fingerprint_matches=candidates(clones), nearest=candidates(nearest), check=passes)
 
     def _save(self, record: ToolRecord, signature: Signature | None, *, action: str, base_version: int | None,
               provenance: Provenance) -> tuple[ToolRecord, str]:
@@ -459,7 +504,7 @@ class Cairn:
             tool = LoadedTool(record, self._changed_ns(record.name))
             self._tools[record.name] = tool
         if signature is not None:
-            self._cache.put_verified(self._key(record), signature, [])
+            self._cache.put_verified(self._key(record), signature, [], fingerprint(record.code, record.name))
         self._verify(tool)
 
     def call(self, name: str, arguments: Mapping[str, Any] | None) -> CallOutcome:
@@ -619,8 +664,7 @@ class Cairn:
                 with self._lock:
                     self._tools[name] = LoadedTool(placeholder, self._changed_ns(name), problems=[str(exc)],
                                                    verified=True)
-                self._index.remove(name)
-                self._indexed_as.pop(name, None)
+                self._unindex(name)
                 continue
             with self._lock:
                 tool = LoadedTool(record, self._changed_ns(name))
@@ -635,9 +679,9 @@ class Cairn:
         with self._lock:
             for name in names:
                 self._tools.pop(name, None)
-                self._index.remove(name)
-                self._indexed_as.pop(name, None)
                 self._snapshot.pop(name, None)
+        for name in names:
+            self._unindex(name)
 
 
 def _same_content(a: ToolRecord, b: ToolRecord) -> bool:

@@ -11,7 +11,9 @@ latency at 1,000 and 10,000 tools, in process and over stdio.
   path stored above, so they land on disk in the same format. The timed queries are the 206 eval queries in
   turn. In process: ``Cairn.search``; over stdio: ``cairn serve`` and ``search_tools`` through the MCP client.
 
-Duplicate detection is not built yet, so it has no rows.
+* Duplicates: every submission of ``duplicates.jsonl`` is checked against the 486-tool registry with
+  ``Cairn.find_duplicate`` (what ``author_tool`` runs; nothing is saved). Recall: duplicates named as
+  their target; look-alikes called duplicates; precision over everything named; time per check.
 """
 
 from __future__ import annotations
@@ -196,6 +198,39 @@ def latency(bench: Any, tmp: Path, eval_records: list[ToolRecord], queries: list
 # --------------------------------------------------------------------------- the section
 
 
+def duplicates(bench: Any, cairn: Cairn, rows: list[dict[str, Any]]) -> None:
+    from server.validate import check_submission
+
+    named = correct = dup_total = dup_found = alike_total = alike_called = 0
+    samples = []
+    for row in rows:
+        sub = row["submission"]
+        checked = check_submission(name=sub["name"], description=sub["description"], code=sub["code"],
+                                   examples=sub["examples"])
+        t0 = time.perf_counter()
+        found = cairn.find_duplicate(checked.name, checked.code, checked.signature, checked.description,
+                                     checked.examples)
+        samples.append(time.perf_counter() - t0)
+        target = row["duplicate_of"]
+        if found is not None:
+            named += 1
+            correct += found.name == target
+        if target is None:
+            alike_total += 1
+            alike_called += found is not None
+        else:
+            dup_total += 1
+            dup_found += found is not None and found.name == target
+            if found is None or found.name != target:
+                print(f"missed duplicate: {sub['name']} -> {target}; found {found and found.name}", file=sys.stderr)
+    bench.value("duplicates named (recall)", f"{dup_found / dup_total:.1%} ({dup_found}/{dup_total})",
+                target="≥ 90%", note="tests/search_eval/duplicates.jsonl vs 486 eval tools")
+    bench.value("look-alikes called duplicates", f"{alike_called / alike_total:.1%} ({alike_called}/{alike_total})",
+                target="≤ 5%")
+    bench.value("duplicate precision (named correctly / named)", f"{correct / max(named, 1):.1%} ({correct}/{named})")
+    bench.add("duplicate check per submission (find_duplicate)", samples, note="fingerprint + sandbox runs")
+
+
 def run(bench: Any) -> None:
     tools = _jsonl("tools.jsonl")
     queries = _jsonl("queries.jsonl")
@@ -207,5 +242,5 @@ def run(bench: Any) -> None:
             cairn.start(verify="all")
             server_bench._check_loaded(cairn, len(tools))
             quality(bench, cairn, queries, len(tools))
-        bench.value("duplicate detection: not built yet", "-", note="no duplicate rows")
+            duplicates(bench, cairn, _jsonl("duplicates.jsonl"))
         latency(bench, tmp, eval_records, [q["query"] for q in queries])
