@@ -102,37 +102,11 @@ def words(text: str) -> set[str]:
 # --- normalised-source fingerprint ---------------------------------------------------------------
 
 def fingerprint(code: str) -> str:
-    """Hash of the syntax tree with docstrings dropped and every name the code defines numbered in order
-    of first appearance (functions, parameters, variables, constants); imports, builtins, attributes and
-    literals are kept. Exact clones (renamed, reformatted, re-commented) share it."""
-    tree = ast.parse(code)
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if (isinstance(node, (ast.Module, ast.FunctionDef)) and body and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
-            node.body = body[1:] or [ast.Pass()]
-    defined: dict[str, str] = {}
+    """The product's own normalised-source fingerprint (server/duplicates.py), so the dataset's clones are
+    clones by the same definition author_tool uses."""
+    from server.duplicates import fingerprint as product_fingerprint
 
-    def define(name: str) -> None:
-        defined.setdefault(name, f"v{len(defined)}")
-
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef):
-            define(node.name)
-        elif isinstance(node, ast.arg):
-            define(node.arg)
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            define(node.id)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef):
-            node.name = defined[node.name]
-        elif isinstance(node, ast.arg):
-            node.arg = defined[node.arg]
-            node.annotation = None
-        elif isinstance(node, ast.Name) and node.id in defined:
-            node.id = defined[node.id]
-    import hashlib
-    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()[:16]
+    return product_fingerprint(code, "") or ""
 
 
 # --- static checks --------------------------------------------------------------------------------
