@@ -1,14 +1,22 @@
 """Lexical tool search: BM25F over the fields that describe a tool.
 
 Each tool becomes a bag of terms from its name (``snake_case`` split), description, docstring, parameter
-names and annotations, return annotation, and tags. Terms are lower-cased, lightly stemmed (plural and
+names and annotations, return annotation, tags, and its examples (argument names and values, expected
+results: a query with concrete data often shares words only with those). Terms are lower-cased, lightly stemmed (plural and
 common suffixes) so "durations" finds "parse_duration". The index is built incrementally: ``put`` and
 ``remove`` keep it current on every change, so nothing is rebuilt on a query.
 
 Ranking is BM25F (k1=1.2, b=0.75): a term's frequency in each field is length-normalised and weighted
-(name 3, tags 2, description 1.5, parameters 1, docstring 1), summed, saturated, and multiplied by the
+(name 3, tags 2, description 1.5, parameters 1, docstring 1, examples 0.5), summed, saturated, and multiplied by the
 term's inverse document frequency; plus a bonus when the query names the tool exactly. Deprecated tools
 are multiplied by 0.5 so active ones rank first; disabled tools are never indexed.
+
+Two signals tell close relatives apart. Negation: words in a negated phrase ("not the whole population",
+"rather than simple interest") are not evidence for a tool, and a tool whose name carries one is halved.
+Direction: for a name of the form ``a_to_b``, the words after "to/into/in/as/how many" in the query are
+where it wants to end up and the words after "from" where it starts; agreeing with that multiplies the
+score by 1.5 per side, contradicting it divides ("86 F in Celsius" is ``fahrenheit_to_celsius``).
+Order: among the 20 best, a name whose words the query says in the same order gets a bonus.
 
 Speed: the saturated weight of every (term, tool) pair is computed when the tool is put, so a query is
 one pass of additions over the postings of its terms and a top-k selection (no per-candidate scoring
@@ -26,9 +34,55 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-FIELD_WEIGHTS = {"name": 3.0, "tags": 2.0, "description": 1.5, "params": 1.0, "doc": 1.0}
+FIELD_WEIGHTS = {"name": 3.0, "tags": 2.0, "description": 1.5, "params": 1.0, "doc": 1.0, "examples": 0.5}
 K1, B = 1.2, 0.75
 DEPRECATED_FACTOR = 0.5
+ORDER_WINDOW = 20
+ORDER_BONUS = 1.0
+
+
+NEGATED_FACTOR = 0.5
+DIRECTION_FACTOR = 1.5
+_WORDS_AFTER = r"\s+((?:[^\s,.;:()!?]+\s*){1,2})"
+_TO = re.compile(r"\b(?:to|into|in|as|how many|how much)" + _WORDS_AFTER)
+_FROM = re.compile(r"\bfrom" + _WORDS_AFTER)
+
+
+def direction_terms(query: str) -> tuple[set[str], set[str]]:
+    """Where the query wants to end up (words after to/into/in/as/how many) and start (after from)."""
+    text = query.lower()
+    return ({w for m in _TO.finditer(text) for w in terms(m.group(1))},
+            {w for m in _FROM.finditer(text) for w in terms(m.group(1))})
+
+
+def _name_ends(name: str) -> tuple[set[str], set[str]] | None:
+    """``a_to_b`` -> (terms of a, terms of b); None for a name that is not a conversion."""
+    parts = name.split("_to_", 1)
+    if len(parts) != 2:
+        return None
+    return set(terms(parts[0])), set(terms(parts[1]))
+_NEGATION = re.compile(r"\b(?:not|rather than|instead of)\b([^,.;:()!?]*)")
+
+
+def negated_terms(query: str) -> set[str]:
+    """Terms the query rules out ("..., not the whole population", "rather than simple interest"): the
+    words of a negated phrase (up to the next punctuation) that the query does not also use outside one."""
+    text = query.lower()
+    inside = [w for m in _NEGATION.finditer(text) for w in terms(m.group(1))]
+    outside = set(terms(_NEGATION.sub(" ", text)))
+    return {w for w in inside if w not in outside}
+
+
+def _in_order(name_terms: list[str], query_terms: list[str]) -> float:
+    """Share of the name's consecutive word pairs found in the query in the same order (0 to 1)."""
+    pairs = [(a, b) for a, b in zip(name_terms, name_terms[1:]) if a != b]
+    if not pairs:
+        return 0.0
+    first: dict[str, int] = {}
+    for i, word in enumerate(query_terms):
+        first.setdefault(word, i)
+    hits = sum(1 for a, b in pairs if a in first and b in first and first[a] < first[b])
+    return hits / len(pairs)
 
 _WORD = re.compile(r"[a-z0-9]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
@@ -44,7 +98,7 @@ def stem(word: str) -> str:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             if suffix == "es" and not word.endswith(("ses", "xes", "zes", "ches", "shes")):
                 continue
-            if suffix == "s" and word.endswith("ss"):
+            if suffix == "s" and word.endswith(("ss", "us", "is")):  # class, celsius, analysis
                 continue
             return word[: len(word) - len(suffix)] + keep
     return word
@@ -65,6 +119,7 @@ class Document:
     params: str = ""
     tags: tuple[str, ...] = ()
     deprecated: bool = False
+    examples: str = ""
 
     def fields(self) -> dict[str, list[str]]:
         return {
@@ -73,6 +128,7 @@ class Document:
             "description": terms(self.description),
             "params": terms(self.params),
             "doc": terms(self.doc),
+            "examples": terms(self.examples),
         }
 
 
@@ -87,6 +143,8 @@ class SearchIndex:
         self._total_len: dict[str, int] = dict.fromkeys(FIELD_WEIGHTS, 0)
         self._weighted_at: dict[str, float] = dict.fromkeys(FIELD_WEIGHTS, 1.0)
         self._deprecated: set[str] = set()
+        self._name_terms: dict[str, list[str]] = {}
+        self._name_ends: dict[str, tuple[set[str], set[str]]] = {}
 
     def __len__(self) -> int:
         return len(self._docs)
@@ -100,6 +158,10 @@ class SearchIndex:
             fields = {f: Counter(words) for f, words in doc.fields().items()}
             self._docs[doc.name] = doc
             self._fields[doc.name] = fields
+            self._name_terms[doc.name] = terms(doc.name)
+            ends = _name_ends(doc.name)
+            if ends is not None:
+                self._name_ends[doc.name] = ends
             if doc.deprecated:
                 self._deprecated.add(doc.name)
             for f, counts in fields.items():
@@ -118,6 +180,8 @@ class SearchIndex:
         if fields is None:
             return
         del self._docs[name]
+        self._name_terms.pop(name, None)
+        self._name_ends.pop(name, None)
         self._deprecated.discard(name)
         for f, counts in fields.items():
             self._total_len[f] -= sum(counts.values())
@@ -156,7 +220,8 @@ class SearchIndex:
 
     def search(self, query: str, limit: int = 10) -> list[tuple[str, float]]:
         """Ranked ``(name, score)`` pairs, best first; ties broken by name."""
-        words = set(terms(query))
+        negated = negated_terms(query)
+        words = set(terms(query)) - negated
         exact = query.strip().lower()
         with self._lock:
             n = len(self._docs)
@@ -173,6 +238,25 @@ class SearchIndex:
                     scores[name] = get(name, 0.0) + idf * weight
             if exact in self._docs:
                 scores[exact] = scores.get(exact, 0.0) + 10.0
+            # Direction: among the best candidates, prefer a name whose words the query says in the same
+            # order ("celsius to fahrenheit" is celsius_to_fahrenheit, not fahrenheit_to_celsius).
+            ordered_query = terms(query)
+            for name, _score in heapq.nsmallest(ORDER_WINDOW, scores.items(), key=lambda item: (-item[1], item[0])):
+                scores[name] += ORDER_BONUS * _in_order(self._name_terms[name], ordered_query)
+            wanted_to, wanted_from = direction_terms(query)
+            if wanted_to or wanted_from:  # "86 F in Celsius" wants fahrenheit_to_celsius, not the reverse
+                for name in scores:
+                    ends = self._name_ends.get(name)
+                    if ends is None:
+                        continue
+                    source, target = ends
+                    agree = bool(wanted_to & target) + bool(wanted_from & source)
+                    contradict = bool(wanted_to & source) + bool(wanted_from & target)
+                    scores[name] *= DIRECTION_FACTOR ** (agree - contradict)
+            if negated:  # "sample, not population": a name saying what the query rules out ranks lower
+                for name in scores:
+                    if negated.intersection(self._name_terms[name]):
+                        scores[name] *= NEGATED_FACTOR
             for name in self._deprecated & scores.keys():
                 scores[name] *= DEPRECATED_FACTOR
         best = heapq.nsmallest(max(0, limit), scores.items(), key=lambda item: (-item[1], item[0]))

@@ -26,6 +26,7 @@ loop). The catalog is guarded by one lock; the registry serialises writers acros
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -370,6 +371,7 @@ class Cairn:
             params=params,
             tags=tool.record.tags,
             deprecated=tool.record.status == "deprecated",
+            examples=" ".join(json.dumps(e.to_json(), ensure_ascii=False) for e in tool.record.examples),
         )
 
     def _changed_ns(self, name: str) -> int:
