@@ -49,7 +49,7 @@ from server.duplicates import Candidate, Duplicate, find_duplicate, fingerprint
 from server.loadcache import LoadCache, source_key
 from server.search import Document, SearchIndex
 from server.store import Registry
-from server.validate import Signature, analyse, argument_problems, check_submission, schema_sha256
+from server.validate import NAME_RE, Signature, analyse, argument_problems, check_submission, schema_sha256
 
 log = logging.getLogger("cairn")
 
@@ -174,11 +174,15 @@ class Cairn:
         """Read every tool (one bulk pass; no git) into the catalog, keeping entries already there."""
         records, broken = self.registry.read_all()
         with self._lock:
+            # Only names the watcher still knows: one deleted meanwhile must not come back, and one added
+            # meanwhile is the watcher's to load (it will see it as new).
+            known = set(self._snapshot)
             for record in records:
-                if record.name not in self._tools:
+                if record.name not in self._tools and record.name in known:
                     self._tools[record.name] = LoadedTool(record, self._changed_ns(record.name))
         for name, problems in broken.items():
-            self._put_broken(name, problems, replace=False)
+            if name in known or not NAME_RE.match(name):  # misnamed folders are never in the snapshot
+                self._put_broken(name, problems, replace=False)
         self._loaded.set()
 
     def served(self) -> None:
@@ -662,10 +666,7 @@ class Cairn:
                 self._drop({name})
                 continue
             except CairnError as exc:
-                placeholder = ToolRecord(name=name, description="", code="", examples=())
-                with self._lock:
-                    self._tools[name] = LoadedTool(placeholder, self._changed_ns(name), problems=[str(exc)],
-                                                   verified=True)
+                self._put_broken(name, [str(exc)])
                 self._unindex(name)
                 continue
             with self._lock:
