@@ -30,7 +30,7 @@ import logging
 import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -204,8 +204,8 @@ class CairnServer(MCPServer):
         limits = cairn.settings.limits
         author = AUTHOR_DESCRIPTION.format(modules=", ".join(ALLOWED_MODULES), cpu=limits.cpu_seconds,
                                            wall=limits.wall_seconds, memory=limits.memory_mib)
-        self._meta_tools = {m.name: (m if m.name != "author_tool" else MetaTool(
-            m.name, author, m.input_schema, m.run, m.changes, m.annotations)) for m in META_TOOLS}
+        self._meta_tools = {m.name: (replace(m, description=author) if m.name == "author_tool" else m)
+                            for m in META_TOOLS}
         super().__init__(
             "cairn", title="Cairn", version=__version__, instructions=INSTRUCTIONS,
             subscriptions=self.bus, log_level=cairn.settings.log_level,  # type: ignore[arg-type]
@@ -309,12 +309,11 @@ class CairnServer(MCPServer):
     async def _call_registered(self, name: str, arguments: dict[str, Any], *,
                                unknown_is_protocol_error: bool) -> CallToolResult:
         try:
-            self.cairn.tool(name)
+            outcome = await anyio.to_thread.run_sync(self.cairn.call, name, arguments)
         except ToolNotFound as exc:
             if unknown_is_protocol_error:
                 raise MCPError(INVALID_PARAMS, f"Unknown tool: {name}") from None
             return _text_result(str(exc), is_error=True)
-        outcome = await anyio.to_thread.run_sync(self.cairn.call, name, arguments)
         content = [TextContent(type="text", text=json.dumps(outcome.value, ensure_ascii=False))]
         if outcome.printed:
             content.append(TextContent(type="text", text=f"(printed)\n{outcome.printed}"))

@@ -501,7 +501,7 @@ class Cairn:
         """Put a saved record into the catalog (verified when its signature is known)."""
         # Only this tool's entry: replacing the whole snapshot would hide another process's change to a
         # different tool from the watcher.
-        entry = self.registry.snapshot().get(record.name)
+        entry = self.registry.stamp(record.name)
         with self._lock:
             if entry is None:
                 self._snapshot.pop(record.name, None)

@@ -636,6 +636,18 @@ class _Lock:
 # --------------------------------------------------------------------------- the registry
 
 
+def _stamp(folder: str) -> tuple[int, int, int, int]:
+    """(tool.py mtime_ns, size, tool.toml mtime_ns, size) of a tool folder; -1 for a missing file."""
+    stamp: list[int] = []
+    for file in TOOL_FILES:
+        try:
+            st = os.stat(f"{folder}/{file}")
+            stamp += [st.st_mtime_ns, st.st_size]
+        except OSError:
+            stamp += [-1, -1]
+    return (stamp[0], stamp[1], stamp[2], stamp[3])
+
+
 class Registry:
     """A folder of tools versioned in git. See the module docstring for how changes are committed.
 
@@ -1166,15 +1178,13 @@ class Registry:
         except FileNotFoundError:
             return out
         for folder in folders:
-            stamp: list[int] = []
-            for file in TOOL_FILES:
-                try:
-                    st = os.stat(f"{folder}/{file}")
-                    stamp += [st.st_mtime_ns, st.st_size]
-                except OSError:
-                    stamp += [-1, -1]
-            out[os.path.basename(folder)] = (stamp[0], stamp[1], stamp[2], stamp[3])
+            out[os.path.basename(folder)] = _stamp(folder)
         return out
+
+    def stamp(self, name: str) -> tuple[int, int, int, int] | None:
+        """One tool's entry of ``snapshot()`` (None when it has no folder), without stat-ing the others."""
+        folder = f"{self.tools_dir}/{name}"
+        return _stamp(folder) if TOOL_NAME.fullmatch(name) and os.path.isdir(folder) else None
 
     def head(self) -> str | None:
         """The commit the current branch points at, read from the ref files (no subprocess when possible)."""
@@ -1368,7 +1378,7 @@ class Registry:
         if action not in ("add", "update", "rollback", "deprecate"):
             raise StoreError(f"unknown action {action!r}")
         name = self._check_name(record.name)
-        repo = self._repo
+        self._repo  # outside a git repository this raises StoreError before anything is written
         folder = self._tool_path(name)
         code = record.code.encode("utf-8")
         test_text = test_file_text(name).encode()
@@ -1443,7 +1453,7 @@ class Registry:
     def delete(self, name: str, *, base_version: int | None = None, provenance: Provenance) -> str:
         """Remove the tool's folder in one commit (its history stays in git); returns the commit sha."""
         name = self._check_name(name)
-        repo = self._repo
+        self._repo  # outside a git repository this raises StoreError before anything is written
         folder = self._tool_path(name)
         with self._lock().exclusive():
             with self._objects() as odb:
@@ -1765,7 +1775,7 @@ class Registry:
         on the other is kept, changed. Every such case is listed in ``SyncReport.conflicts``. Files outside
         ``tools/`` changed on both sides stop the sync (SyncConflict): Cairn only merges tools.
         """
-        repo = self._repo
+        self._repo  # outside a git repository this raises StoreError before anything is fetched
         remotes = self._git("remote").stdout.decode().split()
         if remote not in remotes:
             raise StoreError(

@@ -90,3 +90,13 @@ def test_a_server_start_serves_tools_outside_the_working_set_at_once(settings: S
         assert [t.name for t in cairn.exposed()] == ["add5"]
         assert len(cairn.all_tools()) == 6
         assert {h.name for h in cairn.search("add", limit=10)} == {f"add{k}" for k in range(6)}
+
+
+def test_one_tools_stamp_matches_its_snapshot_entry(settings: Settings) -> None:
+    """_install reads one tool's stamp instead of stat-ing the whole registry; both must agree."""
+    author_slugify(settings)
+    with Cairn(settings) as cairn:
+        cairn.start(verify="none")
+        assert cairn.registry.stamp("slugify") == cairn.registry.snapshot()["slugify"]
+        assert cairn.registry.stamp("missing") is None
+        assert cairn.poll_changes() == set()
