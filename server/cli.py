@@ -126,6 +126,11 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`cairn show x | head`): end quietly, as other command-line tools do. Point
+        # stdout at /dev/null so the interpreter's final flush does not raise again (Python's documented way).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:

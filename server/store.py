@@ -66,7 +66,7 @@ from typing import Any
 
 import tomli_w
 
-from server.errors import StoreError, SyncConflict, ToolNotFound, VersionConflict
+from server.errors import CairnError, StoreError, SyncConflict, ToolNotFound, VersionConflict
 from server.models import NO_VALUE, Example, Provenance, ToolRecord, VersionInfo
 
 log = logging.getLogger("cairn.store")
@@ -1397,7 +1397,7 @@ class Registry:
                         version = self._version_after_deletion(name) + 1
                     else:
                         if current is None:
-                            raise ToolNotFound(name)
+                            raise self._not_committed(name)
                         if base_version != current:
                             raise VersionConflict(name, base_version, current, self._last_commit(name) or "")
                         version = current + 1
@@ -1462,7 +1462,7 @@ class Registry:
                     branch = self._branch(odb)
                     tool_tree = self._lookup(odb, branch.tree, folder)
                     if tool_tree is None:
-                        raise ToolNotFound(name)
+                        raise self._not_committed(name)
                     current = self._current_version(odb, branch, name, tool_tree) or 0
                     if base_version is not None and base_version != current:
                         raise VersionConflict(name, base_version, current, self._last_commit(name) or "")
@@ -1671,12 +1671,22 @@ class Registry:
 
     # ------------------------------------------------------------- history
 
+    def _not_committed(self, name: str, detail: str | None = None) -> CairnError:
+        """What to raise when git has no such tool: ToolNotFound, unless its folder is on disk, uncommitted."""
+        if (self.tools_dir / name / "tool.toml").is_file():
+            root = self.root
+            return StoreError(
+                f"tools/{name} is on disk but not committed to git, so it has no versions to change yet: commit "
+                f"it first (git -C {root} add tools/{name} && git -C {root} commit -m 'add {name}'), then retry"
+            )
+        return ToolNotFound(name, detail)
+
     def current_commit(self, name: str) -> str:
         """The last commit that touched the tool's folder."""
         self._check_name(name)
         commit = self._last_commit(name)
         if commit is None:
-            raise ToolNotFound(name)
+            raise self._not_committed(name)
         return commit
 
     def history(self, name: str) -> list[VersionInfo]:
@@ -1708,7 +1718,7 @@ class Registry:
             if version is None:
                 unknown.append(len(entries) - 1)
         if not entries:
-            raise ToolNotFound(name, f"no tool named {name!r} has ever been in this registry")
+            raise self._not_committed(name, f"no tool named {name!r} has ever been in this registry")
         if unknown:
             # Commits without Cairn trailers (a person's): the version is the one their tool.toml records.
             with self._objects() as odb:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -157,3 +158,40 @@ def test_pytest_item_ids_are_readable_and_failures_show_values(populated: Path) 
     assert proc.returncode == 1
     assert "tools/slugify/test_slugify.py::test_example[0] FAILED" in proc.stdout
     assert '"hello-world"' in proc.stdout and '"HELLO-WORLD"' in proc.stdout
+
+
+def test_output_cut_short_by_the_reader_ends_quietly(registry_dir: Path) -> None:
+    """`cairn show big | head -1`: no traceback when the pipe closes before everything is written."""
+    import fcntl
+
+    padding = "".join(f"# line {i} of a long comment that makes the source large\n" for i in range(600))
+    with Cairn(Settings(registry=registry_dir)) as cairn:
+        cairn.start(verify="none")
+        cairn.author(name="slugify", description="d", code=SLUGIFY + padding, examples=SLUGIFY_EXAMPLES)
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(read_end, 1031, 4096)  # F_SETPIPE_SZ: one page, far less than the ~35 KB `show` prints
+    proc = subprocess.Popen([sys.executable, "-m", "server", "show", "slugify", "--registry", str(registry_dir)],
+                            stdout=write_end, stderr=subprocess.PIPE, cwd=ROOT)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        reader.readline()  # the reader takes one line and goes away
+    _, err = proc.communicate(timeout=60)
+    assert b"Traceback" not in err, err.decode()
+    assert proc.returncode == 141
+
+
+def test_changing_a_tool_that_is_on_disk_but_never_committed_says_how_to_commit_it(
+        registry_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with Cairn(Settings(registry=registry_dir)) as cairn:
+        cairn.start(verify="none")
+        cairn.author(name="slugify", description="d", code=SLUGIFY, examples=SLUGIFY_EXAMPLES)
+    copy = registry_dir.parent / "copied"
+    copy.mkdir()
+    import shutil
+
+    shutil.copytree(registry_dir / "tools", copy / "tools")  # a folder of tools, but no git history
+    assert cli(copy, "deprecate", "slugify", "--reason", "old") == 1
+    err = capsys.readouterr().err
+    assert "on disk but not committed to git" in err and "git -C" in err
+    assert cli(copy, "history", "slugify") == 1
+    assert "not committed" in capsys.readouterr().err
