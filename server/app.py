@@ -309,7 +309,7 @@ class CairnServer(MCPServer):
     async def _call_registered(self, name: str, arguments: dict[str, Any], *,
                                unknown_is_protocol_error: bool) -> CallToolResult:
         try:
-            outcome = await anyio.to_thread.run_sync(self.cairn.call, name, arguments)
+            outcome = await self.cairn.call_async(name, arguments)
         except ToolNotFound as exc:
             if unknown_is_protocol_error:
                 raise MCPError(INVALID_PARAMS, f"Unknown tool: {name}") from None

@@ -33,6 +33,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio.to_thread
+
 from server import sandbox as sandbox_module
 from server.config import Settings
 from server.errors import (
@@ -516,11 +518,7 @@ class Cairn:
     def call(self, name: str, arguments: Mapping[str, Any] | None) -> CallOutcome:
         """Run a registered tool in the sandbox with JSON arguments checked against its schema."""
         tool = self.tool(name)
-        sig = self.signature(tool)
-        arguments = dict(arguments or {})
-        problems = argument_problems(sig, arguments)
-        if problems:
-            raise ToolFailed(f"invalid arguments for {name}{sig.text[len(name):]}: " + "; ".join(problems))
+        arguments = self._checked_arguments(tool, self.signature(tool), arguments)
         try:
             return self.sandbox.call(tool.record.code, name, arguments)
         except SubmissionRejected as exc:
@@ -528,6 +526,27 @@ class Cairn:
                 tool.problems = list(exc.problems)
             self._index_tool(tool)
             raise ToolUnavailable(name, tool.problems) from None
+
+    async def call_async(self, name: str, arguments: Mapping[str, Any] | None) -> CallOutcome:
+        """``call`` for the server's event loop. A tool that is loaded and verified, on a warm worker
+        that has compiled it, is called without leaving the loop (``Sandbox.call_async``); anything
+        else (loading, verifying, compiling, waiting for a worker) runs ``call`` in a thread."""
+        with self._lock:
+            tool = self._tools.get(name)
+        if tool is not None and tool.verified and tool.enabled and tool.signature is not None:
+            checked = self._checked_arguments(tool, tool.signature, arguments)
+            outcome = await self.sandbox.call_async(tool.record.code, name, checked)
+            if outcome is not None:
+                return outcome
+        return await anyio.to_thread.run_sync(self.call, name, arguments)
+
+    @staticmethod
+    def _checked_arguments(tool: LoadedTool, sig: Signature, arguments: Mapping[str, Any] | None) -> dict[str, Any]:
+        arguments = dict(arguments or {})
+        problems = argument_problems(sig, arguments)
+        if problems:
+            raise ToolFailed(f"invalid arguments for {tool.name}{sig.text[len(tool.name):]}: " + "; ".join(problems))
+        return arguments
 
     def run_code(self, code: Any) -> SnippetResult:
         if not isinstance(code, str) or not code.strip():
