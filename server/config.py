@@ -55,6 +55,7 @@ class Settings:
     token: str | None = None
     log_level: str = "INFO"
     duplicates: str = "warn"
+    search: str = "auto"
 
     @classmethod
     def resolve(cls, flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -91,6 +92,8 @@ class Settings:
             raise ConfigError(f"exposed tools must be 0 or more, got {self.exposed_tools}")
         if self.duplicates not in ("warn", "refuse", "off"):
             raise ConfigError(f"duplicates must be warn, refuse or off, got {self.duplicates!r}")
+        if self.search not in ("auto", "lexical", "hybrid"):
+            raise ConfigError(f"search must be auto, lexical or hybrid, got {self.search!r}")
         if not 0 < self.port < 65536:
             raise ConfigError(f"port must be 1-65535, got {self.port}")
 
@@ -133,4 +136,5 @@ ENVIRONMENT: dict[str, tuple[str, Any, str]] = {
     "token": ("CAIRN_TOKEN", str, "bearer token required on HTTP; mandatory off loopback"),
     "log_level": ("CAIRN_LOG_LEVEL", _level, "log level on stderr (default INFO)"),
     "duplicates": ("CAIRN_DUPLICATES", str, "a submission that behaves like an existing tool: warn, refuse or off"),
+    "search": ("CAIRN_SEARCH", str, "search ranker: auto (hybrid when the semantic extra is installed), lexical or hybrid"),
 }

@@ -1,4 +1,5 @@
-"""Lexical tool search: BM25F over the fields that describe a tool.
+"""Tool search: BM25F over the fields that describe a tool, fused with sentence embeddings when the
+optional semantic extra is installed (``server.semantic``; see ``SearchIndex._fuse``).
 
 Each tool becomes a bag of terms from its name (``snake_case`` split), description, docstring, parameter
 names and annotations, return annotation, tags, and its examples (argument names and values, expected
@@ -18,6 +19,12 @@ where it wants to end up and the words after "from" where it starts; agreeing wi
 score by 1.5 per side, contradicting it divides ("86 F in Celsius" is ``fahrenheit_to_celsius``).
 Order: among the 20 best, a name whose words the query says in the same order gets a bonus.
 
+Hybrid (with a ``SemanticIndex``): each of the 200 best lexical and 50 most similar tools scores its
+cosine to the query (times the same direction/negation/deprecation factor; ignored below 0.15 when the
+tool has no lexical match) plus 0.3 * s / (s + 10) of its lexical score s. The constants were chosen on
+the evaluation set in ``tests/search_eval`` with its queries split in two halves, picking values that were
+good on both rather than best on either; the README has the figures.
+
 Speed: the saturated weight of every (term, tool) pair is computed when the tool is put, so a query is
 one pass of additions over the postings of its terms and a top-k selection (no per-candidate scoring
 loop). Length normalisation uses the average field lengths at the time a tool is put; when those drift
@@ -33,6 +40,10 @@ import threading
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from server.semantic import SemanticIndex
 
 FIELD_WEIGHTS = {"name": 3.0, "tags": 2.0, "description": 1.5, "params": 1.0, "doc": 1.0, "examples": 0.5}
 K1, B = 1.2, 0.75
@@ -40,6 +51,13 @@ DEPRECATED_FACTOR = 0.5
 ORDER_WINDOW = 20
 ORDER_BONUS = 1.0
 
+
+# Hybrid ranking (with the semantic extra): see SearchIndex._fuse.
+LEXICAL_WEIGHT = 0.3
+LEXICAL_HALF = 10.0
+LEXICAL_POOL = 200
+SEMANTIC_POOL = 50
+SEMANTIC_FLOOR = 0.15
 
 NEGATED_FACTOR = 0.5
 DIRECTION_FACTOR = 1.5
@@ -121,6 +139,11 @@ class Document:
     deprecated: bool = False
     examples: str = ""
 
+    def semantic_text(self) -> str:
+        """What the semantic ranker embeds: the words that say what the tool is for."""
+        parts = [self.name.replace("_", " ") + ":", self.description, self.doc, " ".join(self.tags)]
+        return " ".join(part for part in parts if part)
+
     def fields(self) -> dict[str, list[str]]:
         return {
             "name": terms(self.name),
@@ -133,9 +156,10 @@ class Document:
 
 
 class SearchIndex:
-    """An incrementally maintained BM25F index; thread-safe."""
+    """An incrementally maintained BM25F index, fused with a ``SemanticIndex`` when given one; thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, semantic: SemanticIndex | None = None) -> None:
+        self.semantic = semantic
         self._lock = threading.Lock()
         self._docs: dict[str, Document] = {}
         self._fields: dict[str, dict[str, Counter[str]]] = {}
@@ -170,10 +194,14 @@ class SearchIndex:
                 self._reweigh_all()
             else:
                 self._weigh(doc.name)
+        if self.semantic is not None:
+            self.semantic.put(doc.name, doc.semantic_text())
 
     def remove(self, name: str) -> None:
         with self._lock:
             self._remove(name)
+        if self.semantic is not None:
+            self.semantic.remove(name)
 
     def _remove(self, name: str) -> None:
         fields = self._fields.pop(name, None)
@@ -221,6 +249,7 @@ class SearchIndex:
     def search(self, query: str, limit: int = 10) -> list[tuple[str, float]]:
         """Ranked ``(name, score)`` pairs, best first; ties broken by name."""
         negated = negated_terms(query)
+        query_rules = (*direction_terms(query), negated)
         words = set(terms(query)) - negated
         exact = query.strip().lower()
         with self._lock:
@@ -243,24 +272,50 @@ class SearchIndex:
             ordered_query = terms(query)
             for name, _score in heapq.nsmallest(ORDER_WINDOW, scores.items(), key=lambda item: (-item[1], item[0])):
                 scores[name] += ORDER_BONUS * _in_order(self._name_terms[name], ordered_query)
-            wanted_to, wanted_from = direction_terms(query)
-            if wanted_to or wanted_from:  # "86 F in Celsius" wants fahrenheit_to_celsius, not the reverse
+            if any(query_rules):
                 for name in scores:
-                    ends = self._name_ends.get(name)
-                    if ends is None:
-                        continue
-                    source, target = ends
-                    agree = bool(wanted_to & target) + bool(wanted_from & source)
-                    contradict = bool(wanted_to & source) + bool(wanted_from & target)
-                    scores[name] *= DIRECTION_FACTOR ** (agree - contradict)
-            if negated:  # "sample, not population": a name saying what the query rules out ranks lower
-                for name in scores:
-                    if negated.intersection(self._name_terms[name]):
-                        scores[name] *= NEGATED_FACTOR
-            for name in self._deprecated & scores.keys():
-                scores[name] *= DEPRECATED_FACTOR
+                    scores[name] *= self._factor(name, query_rules)
+            else:  # the common case, kept to a set intersection
+                for name in self._deprecated & scores.keys():
+                    scores[name] *= DEPRECATED_FACTOR
+        if self.semantic is not None:
+            scores = self._fuse(query, exact, scores, query_rules)
         best = heapq.nsmallest(max(0, limit), scores.items(), key=lambda item: (-item[1], item[0]))
         return [(name, score) for name, score in best if score > 0]
+
+    def _factor(self, name: str, rules: tuple[set[str], set[str], set[str]]) -> float:
+        """Direction, negation and deprecation: how much a tool's score is multiplied by for this query."""
+        wanted_to, wanted_from, negated = rules
+        factor = DEPRECATED_FACTOR if name in self._deprecated else 1.0
+        ends = self._name_ends.get(name)
+        if ends is not None and (wanted_to or wanted_from):  # "86 F in Celsius" is fahrenheit_to_celsius
+            source, target = ends
+            agree = bool(wanted_to & target) + bool(wanted_from & source)
+            contradict = bool(wanted_to & source) + bool(wanted_from & target)
+            factor *= DIRECTION_FACTOR ** (agree - contradict)
+        if negated and negated.intersection(self._name_terms[name]):  # "sample, not population"
+            factor *= NEGATED_FACTOR
+        return factor
+
+    def _fuse(self, query: str, exact: str, lexical: dict[str, float],
+              rules: tuple[set[str], set[str], set[str]]) -> dict[str, float]:
+        """Hybrid score, over the best lexical and the best semantic candidates: the query-tool cosine
+        (when at least ``SEMANTIC_FLOOR``) times the tool's direction/negation/deprecation factor, plus
+        ``LEXICAL_WEIGHT * s / (s + LEXICAL_HALF)`` of its BM25F score ``s`` above (which has the factor
+        already); an exact name still wins. Without the model (not installed, still loading): lexical."""
+        top_lexical = heapq.nsmallest(LEXICAL_POOL, lexical.items(), key=lambda item: (-item[1], item[0]))
+        assert self.semantic is not None
+        cosines = self.semantic.scores(query, SEMANTIC_POOL, include=[name for name, _ in top_lexical])
+        if not cosines:
+            return lexical
+        fused = {name: LEXICAL_WEIGHT * s / (s + LEXICAL_HALF) for name, s in top_lexical}
+        with self._lock:
+            for name, cosine in cosines.items():
+                if name in self._docs and (cosine >= SEMANTIC_FLOOR or name in fused):
+                    fused[name] = fused.get(name, 0.0) + max(cosine, 0.0) * self._factor(name, rules)
+            if exact in self._docs:
+                fused[exact] = fused.get(exact, 0.0) + 1.0
+        return fused
 
     def names(self) -> Iterable[str]:
         return list(self._docs)

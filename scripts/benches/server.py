@@ -106,11 +106,11 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
 
 
-def cairn_params(registry: Path) -> StdioServerParameters:
+def cairn_params(registry: Path, **environ: str) -> StdioServerParameters:
     script = Path(sys.executable).with_name("cairn")
     command, args = (str(script), []) if script.exists() else (sys.executable, ["-m", "server"])
     return StdioServerParameters(command=command, args=[*args, "serve", "--registry", str(registry)],
-                                 env=_env(), cwd=str(ROOT))
+                                 env={**_env(), **environ}, cwd=str(ROOT))
 
 
 def native_params() -> StdioServerParameters:
