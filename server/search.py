@@ -246,8 +246,9 @@ class SearchIndex:
         for name in self._docs:
             self._weigh(name)
 
-    def search(self, query: str, limit: int = 10) -> list[tuple[str, float]]:
-        """Ranked ``(name, score)`` pairs, best first; ties broken by name."""
+    def search(self, query: str, limit: int = 10, *, semantic: bool = True) -> list[tuple[str, float]]:
+        """Ranked ``(name, score)`` pairs, best first; ties broken by name. ``semantic=False`` ranks
+        lexically even when a semantic index is attached."""
         negated = negated_terms(query)
         query_rules = (*direction_terms(query), negated)
         words = set(terms(query)) - negated
@@ -278,7 +279,7 @@ class SearchIndex:
             else:  # the common case, kept to a set intersection
                 for name in self._deprecated & scores.keys():
                     scores[name] *= DEPRECATED_FACTOR
-        if self.semantic is not None:
+        if self.semantic is not None and semantic:
             scores = self._fuse(query, exact, scores, query_rules)
         best = heapq.nsmallest(max(0, limit), scores.items(), key=lambda item: (-item[1], item[0]))
         return [(name, score) for name, score in best if score > 0]

@@ -137,7 +137,7 @@ def padded_registry(root: Path, total: int, eval_records: list[ToolRecord]) -> P
     return root
 
 
-def in_process(bench: Any, cairn: Cairn, queries: list[str], label: str, note: str, target: str | None) -> None:
+def in_process(bench: Any, cairn: Cairn, queries: list[str], label: str, note: str, target: str) -> None:
     k = {"i": 0}
 
     def search() -> None:
@@ -194,7 +194,7 @@ def latency(bench: Any, tmp: Path, eval_records: list[ToolRecord], queries: list
                     bench.value(f"hybrid: embed {label} on first start (background; cached after)",
                                 server_bench._fmt(time.perf_counter() - t0), note="all-MiniLM-L6-v2 on numpy, CPU")
                 in_process(bench, cairn, queries, f"{ranker}, {label}", note,
-                           "p50 ≤ 20 ms" if total == 10_000 else None)
+                           "p50 ≤ 20 ms" if total == 10_000 else "")
             finally:
                 cairn.close()
             if total == 10_000:
