@@ -503,7 +503,7 @@ class Sandbox:
             return None
         if reply.get("retire"):
             lease.discard = True
-        if lease.discard or worker.calls + 1 >= self.worker_max_calls:
+        if self._ends_on_release(worker, lease.discard):
             await anyio.to_thread.run_sync(lease.release)  # kills and replaces it: not on the loop
         else:
             lease.release()
@@ -740,6 +740,7 @@ class Sandbox:
     def _release(self, worker: _Worker, dedicated: bool, discard: bool) -> None:
         """Give a worker back, or kill it (limit hit, crash, too many calls, dedicated) and start a
         replacement in the background so the next call does not wait for one."""
+        ends = self._ends_on_release(worker, discard)
         worker.calls += 1
         if dedicated:
             with self._cond:
@@ -747,7 +748,7 @@ class Sandbox:
             worker.kill()
             self._dedicated.release()
             return
-        if not discard and worker.calls < self.worker_max_calls and worker.alive():
+        if not ends and worker.alive():
             with self._cond:
                 if not self._closed and worker in self._live:
                     self._idle.append(worker)
@@ -761,6 +762,11 @@ class Sandbox:
         worker.kill()
         if replace:
             threading.Thread(target=self._replace, name="cairn-sandbox-replace", daemon=True).start()
+
+    def _ends_on_release(self, worker: _Worker, discard: bool) -> bool:
+        """Whether giving ``worker`` back after this call kills it (discarded, dedicated, or at
+        ``worker_max_calls``); an event loop hands such a release to a thread."""
+        return discard or worker.dedicated or worker.calls + 1 >= self.worker_max_calls
 
     def _replace(self) -> None:
         try:

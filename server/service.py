@@ -36,6 +36,7 @@ from typing import Any
 
 import anyio.to_thread
 
+from server import embed
 from server import sandbox as sandbox_module
 from server.config import Settings
 from server.errors import (
@@ -51,7 +52,6 @@ from server.models import CallOutcome, CheckReport, Example, Provenance, Snippet
 from server.sandbox import Sandbox
 from server.duplicates import Candidate, Duplicate, find_duplicate, fingerprint
 from server.loadcache import LoadCache, source_key
-from server import embed
 from server.search import Document, SearchIndex
 from server.semantic import SemanticIndex
 from server.store import Registry
@@ -60,9 +60,9 @@ from server.validate import NAME_RE, Signature, analyse, argument_problems, chec
 log = logging.getLogger("cairn")
 
 FIRST_LIST_GRACE = 2.0
+"""Seconds the background start-up pass waits for the first ``tools/list`` to be answered."""
 SEMANTIC_LOAD_WAIT = 10.0
 """Seconds a search right after start-up waits for the embedding model to load (then it ranks lexically)."""
-"""Seconds the background start-up pass waits for the first ``tools/list`` to be answered."""
 
 @dataclass
 class LoadedTool:
