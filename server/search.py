@@ -21,7 +21,8 @@ Order: among the 20 best, a name whose words the query says in the same order ge
 
 Hybrid (with a ``SemanticIndex``): each of the 200 best lexical and 50 most similar tools scores its
 cosine to the query (times the same direction/negation/deprecation factor; ignored below 0.15 when the
-tool has no lexical match) plus 0.3 * s / (s + 10) of its lexical score s. The constants were chosen on
+tool has no lexical match) plus 0.3 * s / (s + 10) of its lexical score s; then close relatives among
+the first three are put in lexical order (``_order_relatives``). The constants were chosen on
 the evaluation set in ``tests/search_eval`` with its queries split in two halves, picking values that were
 good on both rather than best on either; the README has the figures.
 
@@ -58,6 +59,10 @@ LEXICAL_HALF = 10.0
 LEXICAL_POOL = 200
 SEMANTIC_POOL = 50
 SEMANTIC_FLOOR = 0.15
+RELATIVES_WINDOW = 3
+RELATIVE_SIMILARITY = 0.5
+"""Among the first ``RELATIVES_WINDOW`` hybrid results, two tools whose embeddings are at least this
+similar are close relatives, ordered by their lexical scores (see ``SearchIndex._order_relatives``)."""
 
 NEGATED_FACTOR = 0.5
 DIRECTION_FACTOR = 1.5
@@ -279,10 +284,41 @@ class SearchIndex:
             else:  # the common case, kept to a set intersection
                 for name in self._deprecated & scores.keys():
                     scores[name] *= DEPRECATED_FACTOR
+        lexical = scores
         if self.semantic is not None and semantic:
             scores = self._fuse(query, exact, scores, query_rules)
         best = heapq.nsmallest(max(0, limit), scores.items(), key=lambda item: (-item[1], item[0]))
-        return [(name, score) for name, score in best if score > 0]
+        best = [(name, score) for name, score in best if score > 0]
+        if scores is not lexical and exact not in self._docs:
+            best[:RELATIVES_WINDOW] = self._order_relatives(best[:RELATIVES_WINDOW], lexical)
+        return best
+
+    def _order_relatives(self, head: list[tuple[str, float]], lexical: dict[str, float]) -> list[tuple[str, float]]:
+        """Close relatives among the first hybrid results, in the order of their lexical scores.
+
+        Relatives (``celsius_to_fahrenheit`` and ``fahrenheit_to_celsius``, sample and population
+        variance) embed almost alike, so their cosines say little about which one the query means, while
+        the words that tell them apart ("not per kilometer", "weekends included") and the direction and
+        negation rules are in the lexical score. So the head is rebuilt in fused order, except that
+        where the next tool has a waiting relative (embeddings at least ``RELATIVE_SIMILARITY`` similar)
+        with a higher lexical score, that relative comes first. Scores stay with their positions, so
+        they still descend."""
+        assert self.semantic is not None
+        names = [name for name, _ in head]
+        sims = self.semantic.similarities(names)
+
+        def related(a: str, b: str) -> bool:
+            return max(sims.get((a, b), 0.0), sims.get((b, a), 0.0)) >= RELATIVE_SIMILARITY
+
+        waiting = list(names)
+        ordered = []
+        while waiting:
+            first = waiting[0]
+            group = [name for name in waiting if name == first or related(first, name)]
+            pick = max(group, key=lambda name: (lexical.get(name, 0.0), -waiting.index(name)))
+            ordered.append(pick)
+            waiting.remove(pick)
+        return [(name, score) for name, (_, score) in zip(ordered, head)]
 
     def _factor(self, name: str, rules: tuple[set[str], set[str], set[str]]) -> float:
         """Direction, negation and deprecation: how much a tool's score is multiplied by for this query."""

@@ -13,7 +13,9 @@ Embedding is the slow part (a few ms per tool on a CPU), so:
   the few tools put since the last search itself (at most ``FLUSH_LIMIT``), so a tool authored a moment
   ago is found at once, and otherwise ranks the tools embedded so far (``pending()`` says how many are not);
 * the model itself loads in that thread too, so start-up does not wait for it; ``wait_ready`` lets a
-  search wait (bounded) for the model right after start.
+  search wait (bounded) for the model right after start;
+* that thread runs at nice +10 (``EMBED_NICENESS``, Linux) and imports numpy itself, so numpy's BLAS threads
+  inherit the lower priority: a first embedding of a large registry yields the CPU to requests.
 
 Vectors live in one preallocated float32 matrix (row per tool, a freed row is zeroed and reused), so a
 query is one matrix-vector product and an argpartition.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
@@ -35,8 +38,24 @@ log = logging.getLogger("cairn.search")
 FLUSH_LIMIT = 16
 """A search embeds at most this many not-yet-embedded tools itself; more are left to the background."""
 BATCH = 32
+EMBED_NICENESS = 10
+"""The background thread lowers its own CPU priority by this much (Linux: per thread), before it imports numpy,
+so numpy's BLAS threads inherit it too; embedding a large registry then yields the CPU to requests."""
 SAVE_EVERY = 512
 """The background thread writes the cache after this many new vectors (and when it runs out of work)."""
+
+
+def _lower_priority(niceness: int) -> None:
+    """Make the calling thread (and threads it starts later) ``niceness`` nicer. On Linux a thread's nice value
+    is its own (``setpriority`` on its thread id); elsewhere this would renice the whole process, so it is
+    left alone there."""
+    if niceness <= 0 or not sys.platform.startswith("linux"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
+    except OSError as exc:
+        log.debug("could not lower the embedding thread's priority: %s", exc)
 
 
 def _sha(text: str) -> str:
@@ -155,6 +174,18 @@ class SemanticIndex:
                     found[name] = float(sims[row])
             return found
 
+    def similarities(self, names: list[str]) -> dict[tuple[str, str], float]:
+        """Cosine similarity of each pair of the given tools that are embedded, keyed ``(a, b)`` in the
+        order given (a before b)."""
+        with self._lock:
+            rows = [(name, self._rows[name]) for name in names if name in self._rows]
+            if len(rows) < 2:
+                return {}
+            vectors = self._matrix[[row for _, row in rows]]
+            sims = vectors @ vectors.T
+        return {(a, b): float(sims[i, j]) for i, (a, _) in enumerate(rows)
+                for j, (b, _) in enumerate(rows) if i < j}  # fmt: skip
+
     def _flush(self) -> None:
         """Embed what was put since the last search, if that is only a few tools."""
         with self._lock:
@@ -166,6 +197,7 @@ class SemanticIndex:
     # -- the background thread ----------------------------------------------------------------------
 
     def _run(self) -> None:
+        _lower_priority(EMBED_NICENESS)
         try:
             import numpy
 

@@ -170,6 +170,23 @@ async def _stdio(bench: Any, registry: Path, last: str, queries: list[str], note
                   note=note)
 
 
+def during_embedding(bench: Any, cairn: Cairn, queries: list[str], label: str) -> int:
+    """Searches while the first embedding runs in the background (one every 20 ms, like a busy agent): what a
+    hybrid server's first start on a large registry costs everything else."""
+    samples: list[float] = []
+    for k in range(bench.reps(200)):
+        if cairn.search_backlog() < 1000:
+            break
+        t0 = time.perf_counter()
+        cairn.search(queries[k % len(queries)])
+        samples.append(time.perf_counter() - t0)
+        time.sleep(0.02)
+    if samples:
+        bench.add(f"search_tools, hybrid, {label}, during the first embedding (in process)", samples,
+                  note="the embedding thread runs at nice +10")
+    return len(samples)
+
+
 def latency(bench: Any, tmp: Path, eval_records: list[ToolRecord], queries: list[str], rankers: list[str]) -> None:
     n_eval = len(eval_records)
     for total in (1_000, 10_000):
@@ -189,10 +206,13 @@ def latency(bench: Any, tmp: Path, eval_records: list[ToolRecord], queries: list
                 if ranker == "hybrid":
                     t0 = time.perf_counter()
                     _log(f"{label}: embedding {cairn.search_backlog()} tools")
+                    searches = during_embedding(bench, cairn, queries, label) if total == 10_000 else 0
                     if not cairn.wait_for_search(3600):
                         raise RuntimeError("embedding did not finish within an hour")
+                    meanwhile = f", {searches} searches meanwhile" if searches else ""
                     bench.value(f"hybrid: embed {label} on first start (background; cached after)",
-                                server_bench._fmt(time.perf_counter() - t0), note="all-MiniLM-L6-v2 on numpy, CPU")
+                                server_bench._fmt(time.perf_counter() - t0),
+                                note=f"all-MiniLM-L6-v2 on numpy, CPU{meanwhile}")
                 in_process(bench, cairn, queries, f"{ranker}, {label}", note,
                            "p50 ≤ 20 ms" if total == 10_000 else "")
             finally:
