@@ -88,7 +88,7 @@ def model_dir() -> Path | None:
 
 
 def available() -> bool:
-    """True when numpy imports and the model package is installed. Cheap; never raises."""
+    """True when numpy and the model package are installed (neither is imported). Cheap; never raises."""
     try:
         return importlib.util.find_spec("numpy") is not None and model_dir() is not None
     except Exception:  # noqa: BLE001 - a probe must not break its caller
