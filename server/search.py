@@ -12,8 +12,13 @@ Ranking is BM25F (k1=1.2, b=0.75): a term's frequency in each field is length-no
 term's inverse document frequency; plus a bonus when the query names the tool exactly. Deprecated tools
 are multiplied by 0.5 so active ones rank first; disabled tools are never indexed.
 
+A name's abbreviations (``ABBREVIATIONS``: std, dev, avg, km...) count as their long words too, in the name
+field and in the rules below, and each adjacent pair of query words also counts as one word (``mg/dL`` is
+also "mgdl"), the way names write units.
+
 Two signals tell close relatives apart. Negation: words in a negated phrase ("not the whole population",
-"rather than simple interest") are not evidence for a tool, and a tool whose name carries one is halved.
+"rather than simple interest", "don't delete them") are not evidence for a tool, and a tool whose name
+carries one is halved.
 Direction: for a name of the form ``a_to_b``, the words after "to/into/in/as/how many" in the query are
 where it wants to end up and the words after "from" where it starts; agreeing with that multiplies the
 score by 1.5 per side, contradicting it divides ("86 F in Celsius" is ``fahrenheit_to_celsius``).
@@ -74,8 +79,8 @@ _FROM = re.compile(r"\bfrom" + _WORDS_AFTER)
 def direction_terms(query: str) -> tuple[set[str], set[str]]:
     """Where the query wants to end up (words after to/into/in/as/how many) and start (after from)."""
     text = query.lower()
-    return ({w for m in _TO.finditer(text) for w in terms(m.group(1))},
-            {w for m in _FROM.finditer(text) for w in terms(m.group(1))})
+    return ({w for m in _TO.finditer(text) for w in with_compounds(terms(m.group(1)))},
+            {w for m in _FROM.finditer(text) for w in with_compounds(terms(m.group(1)))})
 
 
 def _name_ends(name: str) -> tuple[set[str], set[str]] | None:
@@ -83,8 +88,9 @@ def _name_ends(name: str) -> tuple[set[str], set[str]] | None:
     parts = name.split("_to_", 1)
     if len(parts) != 2:
         return None
-    return set(terms(parts[0])), set(terms(parts[1]))
-_NEGATION = re.compile(r"\b(?:not|rather than|instead of)\b([^,.;:()!?]*)")
+    return (set().union(*name_words(parts[0])), set().union(*name_words(parts[1])))
+_NEGATION = re.compile(
+    r"\b(?:not|rather than|instead of|other than|except|excluding|never|don't|doesn't|no longer)\b([^,.;:()!?]*)")
 
 
 def negated_terms(query: str) -> set[str]:
@@ -96,22 +102,30 @@ def negated_terms(query: str) -> set[str]:
     return {w for w in inside if w not in outside}
 
 
-def _in_order(name_terms: list[str], query_terms: list[str]) -> float:
-    """Share of the name's consecutive word pairs found in the query in the same order (0 to 1)."""
-    pairs = [(a, b) for a, b in zip(name_terms, name_terms[1:]) if a != b]
+def _in_order(name_words: list[frozenset[str]], query_terms: list[str]) -> float:
+    """Share of the name's consecutive word pairs found in the query in the same order (0 to 1); a name
+    word is found when the query says it or its expansion (``name_words``)."""
+    pairs = [(a, b) for a, b in zip(name_words, name_words[1:]) if a != b]
     if not pairs:
         return 0.0
     first: dict[str, int] = {}
     for i, word in enumerate(query_terms):
         first.setdefault(word, i)
-    hits = sum(1 for a, b in pairs if a in first and b in first and first[a] < first[b])
+
+    def at(word: frozenset[str]) -> int | None:
+        return min((first[w] for w in word if w in first), default=None)
+
+    hits = 0
+    for a, b in pairs:
+        i, j = at(a), at(b)
+        hits += i is not None and j is not None and i < j
     return hits / len(pairs)
 
 _WORD = re.compile(r"[a-z0-9]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 STOPWORDS = frozenset(
     "a an the of to in on for and or with by from into is are be as at it its this that these those i me my "
-    "we you your how what which do does can get give turn make".split()
+    "we you your they them their how what which do does can get give turn make".split()
 )
 
 
@@ -130,6 +144,40 @@ def stem(word: str) -> str:
 def terms(text: str) -> list[str]:
     text = _CAMEL.sub(" ", text).lower().replace("_", " ")
     return [stem(w) for w in _WORD.findall(text) if w not in STOPWORDS]
+
+
+def with_compounds(words: list[str]) -> list[str]:
+    """The words, plus each adjacent pair written as one word: a query's "mg/dL" or "km/h" is then
+    also "mgdl" or "kmh", the way tool names write them (``glucose_mmol_to_mgdl``)."""
+    out = []
+    for i, word in enumerate(words):
+        out.append(word)
+        if i + 1 < len(words):
+            out.append(word + words[i + 1])
+    return out
+
+
+ABBREVIATIONS = {
+    "std": "standard", "dev": "deviation", "avg": "average", "num": "number", "str": "string",
+    "int": "integer", "pct": "percent", "temp": "temperature", "km": "kilometer", "kg": "kilogram",
+    "lb": "pound", "ft": "foot", "cm": "centimeter", "mm": "millimeter", "ml": "milliliter", "mi": "mile",
+    "sec": "second", "hr": "hour", "qty": "quantity", "addr": "address", "msg": "message",
+    "char": "character", "img": "image", "len": "length", "idx": "index", "dir": "directory",
+    "env": "environment", "cfg": "config", "db": "database", "ts": "timestamp", "tz": "timezone",
+    "fmt": "format", "calc": "calculate", "dict": "dictionary", "arr": "array", "pwd": "password",
+    "max": "maximum", "min": "minimum", "prev": "previous", "auth": "authentication",
+}
+"""Short forms common in identifiers, with the word a person writes (both stemmed by ``terms``). A tool
+named ``sample_std_dev`` is then also named "sample standard deviation" for search."""
+
+
+def name_words(name: str) -> list[frozenset[str]]:
+    """The terms of a tool's name, each with its expansion when it is an abbreviation."""
+    out = []
+    for word in terms(name):
+        long = ABBREVIATIONS.get(word)
+        out.append(frozenset((word, stem(long))) if long else frozenset((word,)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -151,7 +199,7 @@ class Document:
 
     def fields(self) -> dict[str, list[str]]:
         return {
-            "name": terms(self.name),
+            "name": [w for word in name_words(self.name) for w in sorted(word)],
             "tags": terms(" ".join(self.tags)),
             "description": terms(self.description),
             "params": terms(self.params),
@@ -172,7 +220,8 @@ class SearchIndex:
         self._total_len: dict[str, int] = dict.fromkeys(FIELD_WEIGHTS, 0)
         self._weighted_at: dict[str, float] = dict.fromkeys(FIELD_WEIGHTS, 1.0)
         self._deprecated: set[str] = set()
-        self._name_terms: dict[str, list[str]] = {}
+        self._name_words: dict[str, list[frozenset[str]]] = {}
+        self._name_terms: dict[str, set[str]] = {}
         self._name_ends: dict[str, tuple[set[str], set[str]]] = {}
 
     def __len__(self) -> int:
@@ -187,7 +236,8 @@ class SearchIndex:
             fields = {f: Counter(words) for f, words in doc.fields().items()}
             self._docs[doc.name] = doc
             self._fields[doc.name] = fields
-            self._name_terms[doc.name] = terms(doc.name)
+            self._name_words[doc.name] = name_words(doc.name)
+            self._name_terms[doc.name] = set().union(*self._name_words[doc.name])
             ends = _name_ends(doc.name)
             if ends is not None:
                 self._name_ends[doc.name] = ends
@@ -214,6 +264,7 @@ class SearchIndex:
             return
         del self._docs[name]
         self._name_terms.pop(name, None)
+        self._name_words.pop(name, None)
         self._name_ends.pop(name, None)
         self._deprecated.discard(name)
         for f, counts in fields.items():
@@ -256,7 +307,8 @@ class SearchIndex:
         lexically even when a semantic index is attached."""
         negated = negated_terms(query)
         query_rules = (*direction_terms(query), negated)
-        words = set(terms(query)) - negated
+        ordered_query = [w for w in with_compounds(terms(query)) if w not in negated]
+        words = set(ordered_query)
         exact = query.strip().lower()
         with self._lock:
             n = len(self._docs)
@@ -275,9 +327,8 @@ class SearchIndex:
                 scores[exact] = scores.get(exact, 0.0) + 10.0
             # Direction: among the best candidates, prefer a name whose words the query says in the same
             # order ("celsius to fahrenheit" is celsius_to_fahrenheit, not fahrenheit_to_celsius).
-            ordered_query = terms(query)
             for name, _score in heapq.nsmallest(ORDER_WINDOW, scores.items(), key=lambda item: (-item[1], item[0])):
-                scores[name] += ORDER_BONUS * _in_order(self._name_terms[name], ordered_query)
+                scores[name] += ORDER_BONUS * _in_order(self._name_words[name], ordered_query)
             if any(query_rules):
                 for name in scores:
                     scores[name] *= self._factor(name, query_rules)

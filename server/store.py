@@ -16,10 +16,10 @@ compare-and-swap ``git update-ref <branch> <new> <old>``. Only then are the tool
 (temp file + ``os.replace``) and the index entries of exactly those paths refreshed (``git update-index``),
 so ``git status`` stays clean for them while a person's staged and unstaged work elsewhere stays exactly as
 it was. A foreign writer (a person's ``git commit`` at the same moment) makes the swap fail; the store
-rebuilds on the new head. Known gap: a person's ``git commit`` that lands in the few milliseconds between
-the ref update and the index refresh records the index as it was, i.e. undoes the tool change in its own
-commit. It is visible (``git status`` then shows the tool as modified, and Cairn refuses to save over it)
-but not prevented: closing it would mean writing git's index file without git.
+rebuilds on the new head. From before the ref update until the index is refreshed the store holds git's own
+lock on the index (``index.lock``, taken the way git takes it; ``Registry._index_locked``), so a person's
+``git commit`` cannot run in between and record the index as it was (which would undo the tool change in
+their commit): it waits, or fails with git's usual "index.lock: File exists", and the person runs it again.
 
 Concurrency: writers hold an exclusive ``flock`` on ``<git common dir>/cairn.lock`` (the file names the
 owner's pid) around read-check-write-commit; readers of the work tree hold it shared, so they never see a
@@ -401,6 +401,23 @@ class _Where:
     @property
     def pending(self) -> Path:
         return self.git_dir / "cairn" / "pending"
+
+
+@dataclass(frozen=True)
+class _HeldIndex:
+    """Git's lock on the index, held by this writer (``Registry._index_locked``)."""
+
+    lock: Path  # <git dir>/index.lock
+
+
+_INDEX_LOCK_MARK = b"cairn index lock\n"
+"""What Cairn's ``index.lock`` holds (git's own hold partial index data), so a lock a killed Cairn writer left
+is known as such: every Cairn writer takes the index lock only inside the registry lock, so whoever holds
+that lock and finds a marked ``index.lock`` knows its writer is dead, and removes it."""
+
+
+_TAKE_INDEX = object()
+"""``Registry._update_index``'s default: take the index lock for this one refresh."""
 
 
 @dataclass
@@ -786,8 +803,9 @@ class Registry:
                 tree = self._build_tree(odb, branch.tree, _split_changes(changes))
             message = "Start a Cairn registry\n\nCairn wrote " + " and ".join(sorted(files)) + ".\n"
             commit = self._commit_tree(tree, [branch.head] if branch.head else [], message)
-            if self._update_ref(branch.ref, commit, branch.head, "cairn: start registry"):
-                self._update_index(list(changes), [])
+            with self._index_locked() as held:
+                if self._update_ref(branch.ref, commit, branch.head, "cairn: start registry"):
+                    self._update_index(list(changes), [], held)
 
     @contextlib.contextmanager
     def _objects(self) -> Iterator[_Objects]:
@@ -966,26 +984,91 @@ class Registry:
     def _moving_error(self, what: str) -> StoreError:
         return StoreError(f"{what}: could not move the branch; git update-ref said: {self._ref_error or 'nothing'}")
 
-    def _update_index(self, written: list[str], removed: list[str]) -> bool:
-        """Refresh the index entries of exactly these paths (repo-relative); True when done."""
+    @contextlib.contextmanager
+    def _index_locked(self) -> Iterator[_HeldIndex | None]:
+        """Hold git's lock on the index (``<git dir>/index.lock``, created only if absent, as git does) for
+        the block: a writer takes it before it moves the branch and keeps it until the index is refreshed,
+        so no ``git commit`` (which takes the same lock) can record the index as it was in between. Call with
+        the registry lock held. The file is made whole with ``_INDEX_LOCK_MARK`` and then linked into place,
+        so it is never seen empty. Yields None when another git held it for ``_INDEX_LOCK_WAIT`` seconds (a
+        crashed git leaves the file behind): the commit then goes ahead and leaves its index entries to the
+        next writer (``_heal``)."""
+        lock = self._repo.git_dir / "index.lock"
+        mine = self._repo.git_dir / "cairn" / f"index.lock.{os.getpid()}{_TMP}"
+        mine.parent.mkdir(parents=True, exist_ok=True)
+        mine.write_bytes(_INDEX_LOCK_MARK)
         deadline = time.monotonic() + _INDEX_LOCK_WAIT
-        while True:
-            ok = True
-            if written:
-                proc = self._git("update-index", "--add", "--remove", "-z", "--stdin", check=False,
-                                 input=b"".join(p.encode() + b"\0" for p in written))
-                ok = proc.returncode == 0
-            if ok and removed:
-                proc = self._git("update-index", "--force-remove", "-z", "--stdin", check=False,
-                                 input=b"".join(p.encode() + b"\0" for p in removed))
-                ok = proc.returncode == 0
-            if ok:
-                return True
-            if b"index.lock" not in proc.stderr or time.monotonic() > deadline:
+        try:
+            while True:
+                try:
+                    os.link(mine, lock)
+                    break
+                except FileExistsError:
+                    if self._drop_dead_index_lock():
+                        continue
+                    if time.monotonic() > deadline:
+                        log.warning("%s has existed for %.0f s (another git is running, or one crashed and "
+                                    "left it); committing without refreshing the git index", lock, _INDEX_LOCK_WAIT)
+                        yield None
+                        return
+                    time.sleep(0.01)
+        finally:
+            mine.unlink(missing_ok=True)
+        try:
+            yield _HeldIndex(lock)
+        finally:
+            lock.unlink(missing_ok=True)
+
+    def _drop_dead_index_lock(self) -> bool:
+        """Remove an ``index.lock`` a killed Cairn writer left (call with the registry lock held)."""
+        lock = self._repo.git_dir / "index.lock"
+        try:
+            with open(lock, "rb") as file:
+                if file.read(len(_INDEX_LOCK_MARK) + 1) != _INDEX_LOCK_MARK:
+                    return False
+        except FileNotFoundError:
+            return False
+        lock.unlink(missing_ok=True)
+        log.warning("removed %s, left by a Cairn process that was stopped while committing", lock)
+        return True
+
+    def _update_index(self, written: list[str], removed: list[str], held: Any = _TAKE_INDEX) -> bool:
+        """Refresh the index entries of exactly these paths (repo-relative); True when done.
+
+        Under the index lock (``held``, or taken here): ``git update-index`` works on a second name for the
+        index (``GIT_INDEX_FILE``; git would refuse the real one, whose lock we hold). A hard link costs
+        nothing, and git never writes an index in place (it writes ``<file>.lock`` and renames it), so the
+        real index is untouched until the new one replaces it."""
+        if held is _TAKE_INDEX:
+            with self._index_locked() as taken:
+                return self._update_index(written, removed, taken)
+        if held is None:
+            return False
+        if not written and not removed:
+            return True
+        index = held.lock.with_name("index")
+        copy = self._repo.git_dir / "cairn" / f"index{_TMP}"
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.unlink(missing_ok=True)
+        try:
+            os.link(index, copy)
+        except FileNotFoundError:  # no index yet: git writes a new one
+            pass
+        except OSError:  # a file system without hard links
+            copy.write_bytes(index.read_bytes())
+        env = {"GIT_INDEX_FILE": str(copy)}
+        for args, paths in ((("--add", "--remove"), written), (("--force-remove",), removed)):
+            if not paths:
+                continue
+            proc = self._git("update-index", *args, "-z", "--stdin", check=False, env=env,
+                             input=b"".join(p.encode() + b"\0" for p in paths))
+            if proc.returncode != 0:
                 log.warning("could not refresh the git index for %s: %s", written + removed,
                             proc.stderr.decode(errors="replace").strip())
+                copy.unlink(missing_ok=True)
                 return False
-            time.sleep(0.01)
+        os.replace(copy, index)
+        return True
 
     def _branch(self, odb: _Objects) -> _Branch:
         head_file = self._repo.git_dir / "HEAD"
@@ -1385,68 +1468,69 @@ class Registry:
         with self._lock().exclusive():
             with self._objects() as odb:
                 self._heal(odb)
-                for _attempt in range(_CAS_ATTEMPTS):
-                    branch = self._branch(odb)
-                    tool_tree = self._lookup(odb, branch.tree, folder)
-                    current = self._current_version(odb, branch, name, tool_tree)
-                    if action == "add":
-                        if current is not None:
-                            raise VersionConflict(name, None, current, self._last_commit(name) or "")
-                        if base_version is not None:
-                            raise StoreError(f"adding {name}: base_version must be left out for a new tool")
-                        version = self._version_after_deletion(name) + 1
-                    else:
-                        if current is None:
-                            raise self._not_committed(name)
-                        if base_version != current:
-                            raise VersionConflict(name, base_version, current, self._last_commit(name) or "")
-                        version = current + 1
-                    self._refuse_uncommitted(odb, branch, name, tool_tree)
-                    saved = record.with_changes(version=version)
-                    files = {"tool.py": code, "tool.toml": dump_toml(saved).encode("utf-8"),
-                             f"test_{name}.py": test_text}
-                    changes = {f"{folder}/{file}": (_BLOB, self._write_object(b"blob", data))
-                               for file, data in files.items()}
-                    committed = self._tree_entries(odb, tool_tree[1]) if tool_tree is not None else {}
-                    tool_dir = self.tools_dir / name
-                    # Rewrite only what changes (tool.py and tool.toml were just checked to equal HEAD's).
-                    writes = {file: data for file, data in files.items()
-                              if committed.get(file.encode(), (b"", b""))[1] != changes[f"{folder}/{file}"][1]
-                              or (file not in TOOL_FILES and not _holds(tool_dir / file, data))}
-                    tree = self._build_tree(odb, branch.tree, _split_changes(changes))
-                    message = _message(action, name, version, _reason(action, saved, provenance), provenance)
-                    commit = self._commit_tree(tree, [branch.head] if branch.head else [], message)
-                    paths = list(changes)
-                    journal = self._write_journal("save", branch, commit, paths, name=name,
-                                                  what=f"save of {name} v{version}")
-                    # The files are staged beside their places while git moves the branch, then renamed.
-                    moving = self._start_update_ref(branch.ref, commit, branch.head,
-                                                    f"cairn: {message.splitlines()[0]}")
-                    tool_dir.mkdir(parents=True, exist_ok=True)
-                    staged = [(_stage(tool_dir / file, data), tool_dir / file) for file, data in writes.items()]
-                    reason = f"cairn: {message.splitlines()[0]}"
-                    if self._finish_update_ref(moving) or self._retry_locked_ref(branch.ref, commit, branch.head,
-                                                                                  reason):
-                        break
-                    if "Unable to create" in self._ref_error:
-                        for tmp, _ in staged:
+                with self._index_locked() as held:  # no git commit between the ref and the index
+                    for _attempt in range(_CAS_ATTEMPTS):
+                        branch = self._branch(odb)
+                        tool_tree = self._lookup(odb, branch.tree, folder)
+                        current = self._current_version(odb, branch, name, tool_tree)
+                        if action == "add":
+                            if current is not None:
+                                raise VersionConflict(name, None, current, self._last_commit(name) or "")
+                            if base_version is not None:
+                                raise StoreError(f"adding {name}: base_version must be left out for a new tool")
+                            version = self._version_after_deletion(name) + 1
+                        else:
+                            if current is None:
+                                raise self._not_committed(name)
+                            if base_version != current:
+                                raise VersionConflict(name, base_version, current, self._last_commit(name) or "")
+                            version = current + 1
+                        self._refuse_uncommitted(odb, branch, name, tool_tree)
+                        saved = record.with_changes(version=version)
+                        files = {"tool.py": code, "tool.toml": dump_toml(saved).encode("utf-8"),
+                                 f"test_{name}.py": test_text}
+                        changes = {f"{folder}/{file}": (_BLOB, self._write_object(b"blob", data))
+                                   for file, data in files.items()}
+                        committed = self._tree_entries(odb, tool_tree[1]) if tool_tree is not None else {}
+                        tool_dir = self.tools_dir / name
+                        # Rewrite only what changes (tool.py and tool.toml were just checked to equal HEAD's).
+                        writes = {file: data for file, data in files.items()
+                                  if committed.get(file.encode(), (b"", b""))[1] != changes[f"{folder}/{file}"][1]
+                                  or (file not in TOOL_FILES and not _holds(tool_dir / file, data))}
+                        tree = self._build_tree(odb, branch.tree, _split_changes(changes))
+                        message = _message(action, name, version, _reason(action, saved, provenance), provenance)
+                        commit = self._commit_tree(tree, [branch.head] if branch.head else [], message)
+                        paths = list(changes)
+                        journal = self._write_journal("save", branch, commit, paths, name=name,
+                                                      what=f"save of {name} v{version}")
+                        # The files are staged beside their places while git moves the branch, then renamed.
+                        moving = self._start_update_ref(branch.ref, commit, branch.head,
+                                                        f"cairn: {message.splitlines()[0]}")
+                        tool_dir.mkdir(parents=True, exist_ok=True)
+                        staged = [(_stage(tool_dir / file, data), tool_dir / file) for file, data in writes.items()]
+                        reason = f"cairn: {message.splitlines()[0]}"
+                        if self._finish_update_ref(moving) or self._retry_locked_ref(branch.ref, commit, branch.head,
+                                                                                      reason):
+                            break
+                        if "Unable to create" in self._ref_error:
+                            for tmp, _ in staged:
+                                tmp.unlink()
+                            journal.unlink()
+                            self._prune_folder(tool_dir)
+                            raise self._moving_error(f"saving {name}")
+                        for tmp, _ in staged:  # the branch moved (a foreign commit): build again on the new head
                             tmp.unlink()
                         journal.unlink()
                         self._prune_folder(tool_dir)
+                        time.sleep(0.002 * (_attempt + 1))
+                    else:
                         raise self._moving_error(f"saving {name}")
-                    for tmp, _ in staged:  # the branch moved (a foreign commit): build again on the new head
-                        tmp.unlink()
-                    journal.unlink()
-                    self._prune_folder(tool_dir)
-                    time.sleep(0.002 * (_attempt + 1))
-                else:
-                    raise self._moving_error(f"saving {name}")
-                for tmp, final in staged:
-                    os.replace(tmp, final)
-                if not self._update_index([f"{folder}/{file}" for file in writes], []):
-                    self._mark_index_pending(journal)
-                else:
-                    journal.unlink()
+                    for tmp, final in staged:
+                        os.replace(tmp, final)
+                    if not self._update_index([f"{folder}/{file}" for file in writes], [], held):
+                        self._mark_index_pending(journal)
+                    else:
+                        journal.unlink()
         self._after_commit()
         return saved, commit
 
@@ -1458,41 +1542,42 @@ class Registry:
         with self._lock().exclusive():
             with self._objects() as odb:
                 self._heal(odb)
-                for _attempt in range(_CAS_ATTEMPTS):
-                    branch = self._branch(odb)
-                    tool_tree = self._lookup(odb, branch.tree, folder)
-                    if tool_tree is None:
-                        raise self._not_committed(name)
-                    current = self._current_version(odb, branch, name, tool_tree) or 0
-                    if base_version is not None and base_version != current:
-                        raise VersionConflict(name, base_version, current, self._last_commit(name) or "")
-                    self._refuse_uncommitted(odb, branch, name, tool_tree)
-                    tracked = [f"{folder}/{p}" for p in self._files_under(odb, tool_tree[1])]
-                    tree = self._build_tree(odb, branch.tree, _split_changes({folder: None}))
-                    reason = provenance.reason or "deleted"
-                    message = _message("delete", name, current, reason, provenance)
-                    commit = self._commit_tree(tree, [branch.head] if branch.head else [], message)
-                    journal = self._write_journal("delete", branch, commit, tracked, name=name,
-                                                  what=f"deletion of {name}")
-                    reason = f"cairn: {message.splitlines()[0]}"
-                    if self._update_ref(branch.ref, commit, branch.head, reason) or \
-                            self._retry_locked_ref(branch.ref, commit, branch.head, reason):
-                        break
-                    journal.unlink()
-                    if "Unable to create" in self._ref_error:
+                with self._index_locked() as held:  # no git commit between the ref and the index
+                    for _attempt in range(_CAS_ATTEMPTS):
+                        branch = self._branch(odb)
+                        tool_tree = self._lookup(odb, branch.tree, folder)
+                        if tool_tree is None:
+                            raise self._not_committed(name)
+                        current = self._current_version(odb, branch, name, tool_tree) or 0
+                        if base_version is not None and base_version != current:
+                            raise VersionConflict(name, base_version, current, self._last_commit(name) or "")
+                        self._refuse_uncommitted(odb, branch, name, tool_tree)
+                        tracked = [f"{folder}/{p}" for p in self._files_under(odb, tool_tree[1])]
+                        tree = self._build_tree(odb, branch.tree, _split_changes({folder: None}))
+                        reason = provenance.reason or "deleted"
+                        message = _message("delete", name, current, reason, provenance)
+                        commit = self._commit_tree(tree, [branch.head] if branch.head else [], message)
+                        journal = self._write_journal("delete", branch, commit, tracked, name=name,
+                                                      what=f"deletion of {name}")
+                        reason = f"cairn: {message.splitlines()[0]}"
+                        if self._update_ref(branch.ref, commit, branch.head, reason) or \
+                                self._retry_locked_ref(branch.ref, commit, branch.head, reason):
+                            break
+                        journal.unlink()
+                        if "Unable to create" in self._ref_error:
+                            raise self._moving_error(f"deleting {name}")
+                        time.sleep(0.002 * (_attempt + 1))
+                    else:
                         raise self._moving_error(f"deleting {name}")
-                    time.sleep(0.002 * (_attempt + 1))
-                else:
-                    raise self._moving_error(f"deleting {name}")
-                for rel in tracked:
-                    with contextlib.suppress(FileNotFoundError):
-                        self._repo_file(rel).unlink()
-                for parent in sorted({self._repo_file(rel).parent for rel in tracked}, key=lambda p: -len(p.parts)):
-                    self._prune_folder(parent)
-                if not self._update_index([], tracked):
-                    self._mark_index_pending(journal)
-                else:
-                    journal.unlink()
+                    for rel in tracked:
+                        with contextlib.suppress(FileNotFoundError):
+                            self._repo_file(rel).unlink()
+                    for parent in sorted({self._repo_file(rel).parent for rel in tracked}, key=lambda p: -len(p.parts)):
+                        self._prune_folder(parent)
+                    if not self._update_index([], tracked, held):
+                        self._mark_index_pending(journal)
+                    else:
+                        journal.unlink()
         self._after_commit()
         return commit
 
@@ -1606,11 +1691,15 @@ class Registry:
         with self._lock().exclusive() as stale:
             if stale is not None:
                 messages.append(f"cleared the registry lock left by Cairn process {stale}, which is no longer running")
+            if self._drop_dead_index_lock():
+                messages.append("removed the git index lock left by a Cairn process stopped while committing")
             with self._objects() as odb:
                 messages += self._heal(odb)
             for leftover in repo.objects.glob(f"{_TMP}-*"):
                 leftover.unlink(missing_ok=True)
                 messages.append(f"removed an unfinished git object file {leftover.name}")
+            for leftover in (repo.git_dir / "cairn").glob(f"index*{_TMP}"):  # _index_locked's, _update_index's
+                leftover.unlink(missing_ok=True)
         if upkeep:
             messages += self.upkeep()
         return messages
@@ -1879,28 +1968,29 @@ class Registry:
             conflicts += [n.replace("<merge>", new_commit[:12]) for n in notes]
         changed = sorted(p for p in set(old_tree) | set(new_tree) if old_tree.get(p) != new_tree.get(p))
         self._refuse_dirty(changed, new_tree)
-        journal = self._write_journal("sync", branch, new_commit, changed, what=f"sync with {label}")
-        if not self._update_ref(branch.ref, new_commit, ours, f"cairn: sync with {label}"):
-            journal.unlink()
-            raise SyncConflict(f"the branch moved while syncing with {label}; run cairn sync again")
-        written, removed = [], []
-        for rel in changed:
-            target = self._repo_file(rel)
-            entry = new_tree.get(rel)
-            if entry is None:
-                with contextlib.suppress(FileNotFoundError):
-                    target.unlink()
-                removed.append(rel)
-                self._prune_folder(target.parent)
-            elif entry[0] != _GITLINK:
-                blob = odb.get(entry[1].hex())
-                assert blob is not None
-                self._place(target, entry[0], blob[1])
-                written.append(rel)
-        if self._update_index(written, removed):
-            journal.unlink()
-        else:
-            self._mark_index_pending(journal)
+        with self._index_locked() as held:  # no git commit between the ref and the index
+            journal = self._write_journal("sync", branch, new_commit, changed, what=f"sync with {label}")
+            if not self._update_ref(branch.ref, new_commit, ours, f"cairn: sync with {label}"):
+                journal.unlink()
+                raise SyncConflict(f"the branch moved while syncing with {label}; run cairn sync again")
+            written, removed = [], []
+            for rel in changed:
+                target = self._repo_file(rel)
+                entry = new_tree.get(rel)
+                if entry is None:
+                    with contextlib.suppress(FileNotFoundError):
+                        target.unlink()
+                    removed.append(rel)
+                    self._prune_folder(target.parent)
+                elif entry[0] != _GITLINK:
+                    blob = odb.get(entry[1].hex())
+                    assert blob is not None
+                    self._place(target, entry[0], blob[1])
+                    written.append(rel)
+            if self._update_index(written, removed, held):
+                journal.unlink()
+            else:
+                self._mark_index_pending(journal)
         pulled.update(t for t in (_tool_of(p, tools) for p in changed) if t)
         return new_commit
 

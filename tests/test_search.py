@@ -61,9 +61,40 @@ def test_negated_words_are_the_ones_only_said_in_a_negation() -> None:
     assert negated_terms("plain query") == set()
 
 
+def test_negations_are_said_in_more_ways_than_not() -> None:
+    assert negated_terms("squeeze runs of spaces to one, don't delete them all") == {"delete", "all"}
+    assert negated_terms("all the keys except the private ones") == {"private", "one"}
+    assert negated_terms("every weekday, excluding holidays") == {"holiday"}
+
+
+@pytest.mark.parametrize(
+    ("docs", "query", "first"),
+    [
+        # An abbreviated name is also its long form: "not the standard deviation" rules out sample_std_dev.
+        ([Document("sample_std_dev", "Square root of the unbiased variance of a sample (n - 1)."),
+          Document("sample_variance", "Unbiased variance of a sample (n - 1 denominator).")],
+         "variance with Bessel's correction, not the standard deviation", "sample_variance"),
+        # A unit written apart in the query ("mg/dL") matches the name that writes it as one word.
+        ([Document("glucose_mgdl_to_mmol", "Blood glucose from mg/dL to mmol/L."),
+          Document("glucose_mmol_to_mgdl", "Blood glucose from mmol/L to mg/dL.")],
+         "blood sugar of 5.5 mmol/L expressed in mg/dL", "glucose_mmol_to_mgdl"),
+        ([Document("collapse_whitespace", "Replace each run of whitespace with a single space."),
+          Document("remove_all_whitespace", "Delete every whitespace character.")],
+         "squeeze runs of spaces and newlines down to single spaces, don't delete them all", "collapse_whitespace"),
+    ],
+)
+def test_abbreviations_compounds_and_negations_tell_relatives_apart(docs: list[Document], query: str,
+                                                                    first: str) -> None:  # fmt: skip
+    idx = SearchIndex()
+    for doc in docs:
+        idx.put(doc)
+    assert idx.search(query, 2)[0][0] == first
+
+
 def test_direction_words_come_from_to_in_and_from() -> None:
     assert direction_terms("what is 86 F in Celsius") == ({"celsius"}, set())
     assert direction_terms("convert from miles to km") == ({"km"}, {"mile"})
+    assert direction_terms("5.5 mmol/L in mg/dL") == ({"mg", "dl", "mgdl"}, set())
 
 
 def test_examples_are_searched_too() -> None:

@@ -119,7 +119,7 @@ RELATIVES = [
 @pytest.mark.parametrize(
     ("query", "first", "cosine_first"),
     [
-        ("pace per mile, not per kilometer, for 26.2 miles in 4 hours", "running_pace_per_mile", "running_pace_per_km"),
+        ("pace for a 26.2 mile marathon in 4 hours, per mile", "running_pace_per_mile", "running_pace_per_km"),
         ("interest without compounding on 1000 at 5% for 3 years", "simple_interest", "compound_interest"),
         ("completely flatten an arbitrarily nested list, every level", "flatten_list", "flatten_one_level"),
     ],

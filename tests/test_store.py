@@ -521,20 +521,23 @@ def test_snapshot_and_head_change_when_a_tool_changes(registry: Registry) -> Non
 
 
 def test_a_foreign_commit_made_during_a_save_is_kept_and_the_save_builds_on_it(registry: Registry) -> None:
-    """The branch is moved by compare-and-swap: a person's commit landing mid-save makes the swap fail and
-    the save rebuilds on the new head, so neither commit is lost."""
+    """The branch is moved by compare-and-swap: a commit landing mid-save (here made the way programs that
+    never touch the index make one: commit-tree and update-ref) makes the swap fail and the save rebuilds on
+    the new head, so neither commit is lost."""
     add(registry)
     root = registry.root
     fired = []
 
-    def person_commits_now(frame, event, arg):  # type: ignore[no-untyped-def]
+    def other_program_commits_now(frame, event, arg):  # type: ignore[no-untyped-def]
         if event == "call" and frame.f_code.co_name == "_start_update_ref" and not fired:
             fired.append(True)
-            (root / "person.txt").write_text("mine\n")
-            git(root, "add", "person.txt")
-            git(root, "-c", "user.name=Person", "-c", "user.email=p@x", "commit", "-qm", "person's commit")
+            blob = git(root, "hash-object", "-w", "--stdin", input="mine\n").strip()
+            tree = git(root, "mktree", input=git(root, "ls-tree", "HEAD") + f"100644 blob {blob}\tperson.txt\n")
+            commit = git(root, "-c", "user.name=Person", "-c", "user.email=p@x", "commit-tree", tree.strip(),
+                         "-p", "HEAD", "-m", "person's commit").strip()
+            git(root, "update-ref", "refs/heads/main", commit)
 
-    sys.setprofile(person_commits_now)
+    sys.setprofile(other_program_commits_now)
     try:
         saved, commit = update(registry, n=1)
     finally:
@@ -542,7 +545,61 @@ def test_a_foreign_commit_made_during_a_save_is_kept_and_the_save_builds_on_it(r
     assert fired and saved.version == 2
     assert git(root, "log", "--format=%s", "-3").splitlines() == [
         "update slugify v2: urls need slugs (1)", "person's commit", "add slugify v1: urls need slugs (0)"]
+    assert git(root, "show", "HEAD:person.txt") == "mine\n"
+    assert status(root, "tools") == "" and registry.read("slugify") == saved
+
+
+def test_a_persons_git_commit_cannot_land_between_the_branch_move_and_the_index_refresh(registry: Registry) -> None:
+    """Git's index lock is held from before the ref update to the index refresh: a ``git commit`` in between
+    fails the way git fails when another git runs, instead of recording the old index (which would undo
+    the tool change in the person's commit). Run again afterwards, it commits and keeps the tool change."""
+    add(registry)
+    root = registry.root
+    (root / "person.txt").write_text("mine\n")
+    attempts: list[subprocess.CompletedProcess[str]] = []
+
+    def person_commits_now(frame, event, arg):  # type: ignore[no-untyped-def]
+        if event == "call" and frame.f_code.co_name == "_update_index" and not attempts:
+            attempts.append(subprocess.run(["git", "-c", "user.name=Person", "-c", "user.email=p@x", "commit", "-qam",
+                                            "person's commit", "--allow-empty"], cwd=root, capture_output=True,
+                                           text=True))
+
+    sys.setprofile(person_commits_now)
+    try:
+        saved, _ = update(registry, n=1)
+    finally:
+        sys.setprofile(None)
+    assert attempts and attempts[0].returncode != 0 and "index.lock" in attempts[0].stderr
+    assert not (root / ".git" / "index.lock").exists()
+    git(root, "add", "person.txt")
+    git(root, "-c", "user.name=Person", "-c", "user.email=p@x", "commit", "-qm", "person's commit")
+    assert git(root, "log", "--format=%s", "-2").splitlines() == ["person's commit", "update slugify v2: urls need slugs (1)"]
     assert status(root) == "" and registry.read("slugify") == saved
+    assert git(root, "show", "HEAD:tools/slugify/tool.py") == saved.code
+
+
+def test_a_dead_writers_index_lock_is_removed_and_a_crashed_gits_is_waited_out(registry: Registry,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    add(registry)
+    root = registry.root
+    lock = root / ".git" / "index.lock"
+    lock.write_bytes(store._INDEX_LOCK_MARK)  # what a Cairn writer killed while committing leaves
+    messages = registry.recover()
+    assert "removed the git index lock left by a Cairn process stopped while committing" in messages
+    assert not lock.exists()
+    lock.write_bytes(store._INDEX_LOCK_MARK)
+    update(registry, n=1)  # a writer finding one removes it too, rather than waiting
+    assert not lock.exists() and status(root) == ""
+    # A lock that is not Cairn's (a git that crashed mid-write) is left alone: the save waits, then commits
+    # without refreshing the index, and the next writer refreshes it once the lock is gone.
+    lock.write_bytes(b"DIRC\0\0\0\2")
+    monkeypatch.setattr(store, "_INDEX_LOCK_WAIT", 0.05)
+    saved, _ = update(registry, n=2)
+    assert lock.exists() and git(root, "show", "HEAD:tools/slugify/tool.py") == saved.code
+    lock.unlink()
+    update(registry, n=3)
+    assert status(root) == ""
+    assert not list((root / ".git" / "cairn").glob("index*"))
 
 
 def test_recover_reports_a_dead_owners_lock_and_folders_that_are_not_committed(registry: Registry) -> None:

@@ -37,6 +37,7 @@ def assert_consistent(root: Path, messages: list[str] | None = None) -> Registry
     registry = Registry(root)
     messages = registry.recover() if messages is None else messages
     assert git(root, "status", "--porcelain", "--untracked-files=all") == ""
+    assert not (root / ".git" / "index.lock").exists()  # a person's git is not blocked afterwards
     fsck = subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=root, capture_output=True, text=True)
     assert fsck.returncode == 0 and fsck.stdout == "", fsck.stdout + fsck.stderr
     records, broken = registry.read_all()
