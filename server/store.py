@@ -791,8 +791,8 @@ class Registry:
         if not files:
             return
         repo = self._repo
-        with self._lock().exclusive():
-            with self._objects() as odb:
+        with self._lock().exclusive(), self._objects() as odb, self._index_locked() as held:
+            for _attempt in range(_CAS_ATTEMPTS):  # a commit landing meanwhile: build again on it
                 branch = self._branch(odb)
                 if branch.tree is not None:
                     present = {p for p in files if odb.get(f"{branch.head}:{repo.prefix}{p}") is not None}
@@ -801,11 +801,13 @@ class Registry:
                     return
                 changes = {f"{repo.prefix}{p}": (_BLOB, self._write_object(b"blob", d)) for p, d in files.items()}
                 tree = self._build_tree(odb, branch.tree, _split_changes(changes))
-            message = "Start a Cairn registry\n\nCairn wrote " + " and ".join(sorted(files)) + ".\n"
-            commit = self._commit_tree(tree, [branch.head] if branch.head else [], message)
-            with self._index_locked() as held:
+                message = "Start a Cairn registry\n\nCairn wrote " + " and ".join(sorted(files)) + ".\n"
+                commit = self._commit_tree(tree, [branch.head] if branch.head else [], message)
                 if self._update_ref(branch.ref, commit, branch.head, "cairn: start registry"):
                     self._update_index(list(changes), [], held)
+                    return
+                time.sleep(0.002 * (_attempt + 1))
+            log.warning("could not commit %s: the branch kept moving", " and ".join(sorted(files)))
 
     @contextlib.contextmanager
     def _objects(self) -> Iterator[_Objects]:

@@ -74,6 +74,28 @@ def test_a_new_registry_folder_gets_git_init_a_default_identity_and_a_first_comm
     assert git(root, "log", "-1", "--format=%an <%ae>", commit).strip() == "Cairn <cairn@localhost>"
 
 
+def test_the_first_commit_is_built_again_when_another_commit_lands_meanwhile(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q", "-b", "main")
+    git(tmp_path, "-c", "user.name=P", "-c", "user.email=p@x", "commit", "-q", "--allow-empty", "-m", "first")
+    fired = []
+
+    def other_program_commits_now(frame, event, arg):  # type: ignore[no-untyped-def]
+        if event == "call" and frame.f_code.co_name == "_update_ref" and not fired:
+            fired.append(True)
+            commit = git(tmp_path, "-c", "user.name=P", "-c", "user.email=p@x", "commit-tree", "-p", "HEAD", "-m",
+                         "meanwhile", git(tmp_path, "rev-parse", "HEAD^{tree}").strip()).strip()
+            git(tmp_path, "update-ref", "refs/heads/main", commit)
+
+    sys.setprofile(other_program_commits_now)
+    try:
+        Registry(tmp_path / "reg")
+    finally:
+        sys.setprofile(None)
+    assert fired
+    assert git(tmp_path, "log", "--format=%s").splitlines() == ["Start a Cairn registry", "meanwhile", "first"]
+    assert status(tmp_path) == ""
+
+
 def test_opening_a_registry_again_commits_nothing(registry: Registry) -> None:
     before = registry.head()
     again = Registry(registry.root)
