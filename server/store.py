@@ -1700,7 +1700,7 @@ class Registry:
             for leftover in repo.objects.glob(f"{_TMP}-*"):
                 leftover.unlink(missing_ok=True)
                 messages.append(f"removed an unfinished git object file {leftover.name}")
-            for leftover in (repo.git_dir / "cairn").glob(f"index*{_TMP}"):  # _index_locked's, _update_index's
+            for leftover in (repo.git_dir / "cairn").glob("index*"):  # _index_locked's, _update_index's (+ .lock)
                 leftover.unlink(missing_ok=True)
         if upkeep:
             messages += self.upkeep()
