@@ -221,7 +221,7 @@ class SearchIndex:
         self._weighted_at: dict[str, float] = dict.fromkeys(FIELD_WEIGHTS, 1.0)
         self._deprecated: set[str] = set()
         self._name_words: dict[str, list[frozenset[str]]] = {}
-        self._name_terms: dict[str, set[str]] = {}
+        self._name_terms: dict[str, set[str]] = {}  # the union of _name_words: one set test per candidate
         self._name_ends: dict[str, tuple[set[str], set[str]]] = {}
 
     def __len__(self) -> int:

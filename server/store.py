@@ -403,21 +403,10 @@ class _Where:
         return self.git_dir / "cairn" / "pending"
 
 
-@dataclass(frozen=True)
-class _HeldIndex:
-    """Git's lock on the index, held by this writer (``Registry._index_locked``)."""
-
-    lock: Path  # <git dir>/index.lock
-
-
 _INDEX_LOCK_MARK = b"cairn index lock\n"
 """What Cairn's ``index.lock`` holds (git's own hold partial index data), so a lock a killed Cairn writer left
 is known as such: every Cairn writer takes the index lock only inside the registry lock, so whoever holds
 that lock and finds a marked ``index.lock`` knows its writer is dead, and removes it."""
-
-
-_TAKE_INDEX = object()
-"""``Registry._update_index``'s default: take the index lock for this one refresh."""
 
 
 @dataclass
@@ -987,14 +976,14 @@ class Registry:
         return StoreError(f"{what}: could not move the branch; git update-ref said: {self._ref_error or 'nothing'}")
 
     @contextlib.contextmanager
-    def _index_locked(self) -> Iterator[_HeldIndex | None]:
+    def _index_locked(self) -> Iterator[bool]:
         """Hold git's lock on the index (``<git dir>/index.lock``, created only if absent, as git does) for
         the block: a writer takes it before it moves the branch and keeps it until the index is refreshed,
         so no ``git commit`` (which takes the same lock) can record the index as it was in between. Call with
         the registry lock held. The file is made whole with ``_INDEX_LOCK_MARK`` and then linked into place,
-        so it is never seen empty. Yields None when another git held it for ``_INDEX_LOCK_WAIT`` seconds (a
-        crashed git leaves the file behind): the commit then goes ahead and leaves its index entries to the
-        next writer (``_heal``)."""
+        so it is never seen empty. Yields whether it is held: False when another git held it for
+        ``_INDEX_LOCK_WAIT`` seconds (a crashed git leaves the file behind); the commit then goes ahead and
+        leaves its index entries to the next writer (``_heal``)."""
         lock = self._repo.git_dir / "index.lock"
         mine = self._repo.git_dir / "cairn" / f"index.lock.{os.getpid()}{_TMP}"
         mine.parent.mkdir(parents=True, exist_ok=True)
@@ -1011,13 +1000,13 @@ class Registry:
                     if time.monotonic() > deadline:
                         log.warning("%s has existed for %.0f s (another git is running, or one crashed and "
                                     "left it); committing without refreshing the git index", lock, _INDEX_LOCK_WAIT)
-                        yield None
+                        yield False
                         return
                     time.sleep(0.01)
         finally:
             mine.unlink(missing_ok=True)
         try:
-            yield _HeldIndex(lock)
+            yield True
         finally:
             lock.unlink(missing_ok=True)
 
@@ -1034,21 +1023,21 @@ class Registry:
         log.warning("removed %s, left by a Cairn process that was stopped while committing", lock)
         return True
 
-    def _update_index(self, written: list[str], removed: list[str], held: Any = _TAKE_INDEX) -> bool:
+    def _update_index(self, written: list[str], removed: list[str], held: bool | None = None) -> bool:
         """Refresh the index entries of exactly these paths (repo-relative); True when done.
 
-        Under the index lock (``held``, or taken here): ``git update-index`` works on a second name for the
-        index (``GIT_INDEX_FILE``; git would refuse the real one, whose lock we hold). A hard link costs
-        nothing, and git never writes an index in place (it writes ``<file>.lock`` and renames it), so the
-        real index is untouched until the new one replaces it."""
-        if held is _TAKE_INDEX:
+        Under the index lock (``held``: what the caller's ``_index_locked`` yielded; None takes it here),
+        ``git update-index`` works on a second name for the index (``GIT_INDEX_FILE``; git would refuse the
+        real one, whose lock we hold). A hard link costs nothing, and git never writes an index in place (it
+        writes ``<file>.lock`` and renames it), so the real index is untouched until the new one replaces it."""
+        if held is None:
             with self._index_locked() as taken:
                 return self._update_index(written, removed, taken)
-        if held is None:
+        if not held:
             return False
         if not written and not removed:
             return True
-        index = held.lock.with_name("index")
+        index = self._repo.git_dir / "index"
         copy = self._repo.git_dir / "cairn" / f"index{_TMP}"
         copy.parent.mkdir(parents=True, exist_ok=True)
         copy.unlink(missing_ok=True)
@@ -1514,25 +1503,18 @@ class Registry:
                         if self._finish_update_ref(moving) or self._retry_locked_ref(branch.ref, commit, branch.head,
                                                                                       reason):
                             break
-                        if "Unable to create" in self._ref_error:
-                            for tmp, _ in staged:
-                                tmp.unlink()
-                            journal.unlink()
-                            self._prune_folder(tool_dir)
-                            raise self._moving_error(f"saving {name}")
-                        for tmp, _ in staged:  # the branch moved (a foreign commit): build again on the new head
+                        for tmp, _ in staged:
                             tmp.unlink()
                         journal.unlink()
                         self._prune_folder(tool_dir)
+                        if "Unable to create" in self._ref_error:
+                            raise self._moving_error(f"saving {name}")
                         time.sleep(0.002 * (_attempt + 1))
                     else:
                         raise self._moving_error(f"saving {name}")
                     for tmp, final in staged:
                         os.replace(tmp, final)
-                    if not self._update_index([f"{folder}/{file}" for file in writes], [], held):
-                        self._mark_index_pending(journal)
-                    else:
-                        journal.unlink()
+                    self._finish_index(journal, [f"{folder}/{file}" for file in writes], [], held)
         self._after_commit()
         return saved, commit
 
@@ -1576,12 +1558,17 @@ class Registry:
                             self._repo_file(rel).unlink()
                     for parent in sorted({self._repo_file(rel).parent for rel in tracked}, key=lambda p: -len(p.parts)):
                         self._prune_folder(parent)
-                    if not self._update_index([], tracked, held):
-                        self._mark_index_pending(journal)
-                    else:
-                        journal.unlink()
+                    self._finish_index(journal, [], tracked, held)
         self._after_commit()
         return commit
+
+    def _finish_index(self, journal: Path, written: list[str], removed: list[str], held: bool) -> None:
+        """Refresh the index for a commit's paths and drop its journal; when the index cannot be refreshed,
+        keep the journal (phase "index") so the next writer does it."""
+        if self._update_index(written, removed, held):
+            journal.unlink()
+        else:
+            self._mark_index_pending(journal)
 
     def _mark_index_pending(self, journal: Path) -> None:
         body = json.loads(journal.read_text())
@@ -1989,10 +1976,7 @@ class Registry:
                     assert blob is not None
                     self._place(target, entry[0], blob[1])
                     written.append(rel)
-            if self._update_index(written, removed, held):
-                journal.unlink()
-            else:
-                self._mark_index_pending(journal)
+            self._finish_index(journal, written, removed, held)
         pulled.update(t for t in (_tool_of(p, tools) for p in changed) if t)
         return new_commit
 
